@@ -1,0 +1,48 @@
+# Thin wrapper over CMake. `make run` and `make test` install what is missing
+# (Debian 12, as root), build, and run. See README.md.
+BUILD      ?= build
+BUILD_SAN  ?= build-san
+JOBS       ?= $(shell nproc)
+
+# Debian packages the build, the tests and the main job need.
+DEB_PKGS = build-essential cmake pkg-config libwebsockets-dev libev-dev libzmq3-dev \
+           libmsgpack-dev libjansson-dev libcmocka-dev libxxhash-dev \
+           python3 python3-websockets python3-zmq python3-msgpack
+
+.PHONY: all deps build build-san run test test-fast test-san clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-san: deps
+	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DWSGATE_SANITIZE=ON >/dev/null
+	cmake --build $(BUILD_SAN) -j $(JOBS)
+
+run: build
+	exec deploy/run-main.sh $(BUILD)
+
+# Every test, twice: a normal build, then under ASan+UBSan.
+test: test-fast test-san
+
+test-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300
+
+test-san: build-san
+	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j 2 --timeout 600
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN)

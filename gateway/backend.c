@@ -1,0 +1,495 @@
+#include "backend.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+#include <zmq.h>
+
+#include "../protocol/rendezvous.h"
+#include "log.h"
+
+#define GW_MAX_WORKERS 256
+#define GW_MAX_SERVICES 256
+#define GW_PUMP_BUDGET 4096 /* messages per pump before letting lws run */
+
+typedef struct {
+    bool live;
+    uint8_t ident[256]; /* ROUTER routing id of the worker's DEALER */
+    size_t ident_len;
+    char id[PROTO_BK_WORKER_ID_MAX + 1];
+    uint64_t seed;
+    char (*svcs)[PROTO_SVC_MAX + 1];
+    unsigned n_svcs;
+    uint64_t last_hello_ms;
+    uint64_t requests;
+} gw_worker_t;
+
+/* Service -> the live workers offering it, rebuilt on membership change. */
+typedef struct {
+    char name[PROTO_SVC_MAX + 1];
+    size_t name_len;
+    unsigned n;
+    int slots[GW_MAX_WORKERS];
+    uint64_t seeds[GW_MAX_WORKERS];
+} gw_service_t;
+
+struct gw_backend {
+    gw_t *gw;
+    const gw_config_t *cfg;
+    gw_metrics_t *m;
+    struct ev_loop *loop;
+    void *zctx;
+    void *sock;
+    ev_io io;
+    ev_prepare prepare;
+    ev_idle idle;
+    bool dirty; /* the socket was used since ZMQ_EVENTS was last read */
+    gw_worker_t workers[GW_MAX_WORKERS];
+    unsigned n_live;
+    gw_service_t *services;
+    unsigned n_services;
+    uint64_t last_expiry_ms;
+    proto_buf_t scratch;
+};
+
+static uint64_t
+s_now_ms(gw_backend_t *b)
+{
+    return (uint64_t)(ev_now(b->loop) * 1000.0);
+}
+
+static void
+s_rebuild_index(gw_backend_t *b)
+{
+    unsigned i, j, k;
+
+    b->n_services = 0;
+    for (i = 0; i < GW_MAX_WORKERS; i++) {
+        gw_worker_t *w = &b->workers[i];
+
+        if (!w->live)
+            continue;
+        for (j = 0; j < w->n_svcs; j++) {
+            size_t len = strlen(w->svcs[j]);
+            gw_service_t *s = NULL;
+
+            for (k = 0; k < b->n_services; k++)
+                if (b->services[k].name_len == len && !memcmp(b->services[k].name, w->svcs[j], len))
+                    s = &b->services[k];
+            if (!s) {
+                if (b->n_services == GW_MAX_SERVICES)
+                    continue;
+                s = &b->services[b->n_services++];
+                memcpy(s->name, w->svcs[j], len + 1);
+                s->name_len = len;
+                s->n = 0;
+            }
+            s->slots[s->n] = (int)i;
+            s->seeds[s->n] = w->seed;
+            s->n++;
+        }
+    }
+}
+
+static void
+s_forget(gw_backend_t *b, int slot, const char *why)
+{
+    gw_worker_t *w = &b->workers[slot];
+
+    if (!w->live)
+        return;
+    gw_log(GW_LOG_INFO, "worker %s left (%s)", w->id, why);
+    w->live = false;
+    free(w->svcs);
+    w->svcs = NULL;
+    w->n_svcs = 0;
+    b->n_live--;
+    b->m->workers_left++;
+    s_rebuild_index(b);
+}
+
+static void
+s_expire(gw_backend_t *b)
+{
+    uint64_t now = s_now_ms(b);
+    unsigned i;
+
+    b->last_expiry_ms = now;
+    for (i = 0; i < GW_MAX_WORKERS; i++)
+        if (b->workers[i].live && now - b->workers[i].last_hello_ms > b->cfg->worker_timeout_ms)
+            s_forget(b, (int)i, "no hello");
+}
+
+static int
+s_find(gw_backend_t *b, const uint8_t *ident, size_t len)
+{
+    unsigned i;
+
+    for (i = 0; i < GW_MAX_WORKERS; i++)
+        if (b->workers[i].live && b->workers[i].ident_len == len &&
+            !memcmp(b->workers[i].ident, ident, len))
+            return (int)i;
+    return -1;
+}
+
+static int
+s_send_frames(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const proto_buf_t *hdr,
+              proto_span_t payload)
+{
+    bool more = payload.ptr != NULL;
+
+    b->dirty = true;
+    if (zmq_send(b->sock, ident, ident_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return errno == EHOSTUNREACH ? -2 : -1;
+    /* After the routing frame is accepted the rest of the message cannot
+     * fail on HWM: ZeroMQ sends multipart messages atomically. */
+    if (zmq_send(b->sock, proto_buf_payload(hdr), hdr->len, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) <
+        0)
+        return -1;
+    if (more && zmq_send(b->sock, payload.ptr, payload.len, ZMQ_DONTWAIT) < 0)
+        return -1;
+    return 0;
+}
+
+static void
+s_on_hello(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const proto_bk_t *hdr)
+{
+    int slot = s_find(b, ident, ident_len);
+    gw_worker_t *w;
+    proto_span_t s;
+    size_t pos = 0;
+    unsigned i;
+
+    if (slot >= 0) {
+        b->workers[slot].last_hello_ms = s_now_ms(b);
+        return;
+    }
+    if (ident_len > sizeof(w->ident))
+        return;
+    for (i = 0; i < GW_MAX_WORKERS && b->workers[i].live; i++)
+        ;
+    if (i == GW_MAX_WORKERS) {
+        gw_log(GW_LOG_WARN, "worker refused: already %d workers", GW_MAX_WORKERS);
+        return;
+    }
+    w = &b->workers[i];
+    memset(w, 0, sizeof(*w));
+    w->svcs = calloc(hdr->list_count ? hdr->list_count : 1, sizeof(*w->svcs));
+    if (!w->svcs)
+        return;
+    while (proto_bk_next_str(hdr, &pos, &s)) {
+        memcpy(w->svcs[w->n_svcs], s.ptr, s.len);
+        w->svcs[w->n_svcs][s.len] = '\0';
+        w->n_svcs++;
+    }
+    memcpy(w->ident, ident, ident_len);
+    w->ident_len = ident_len;
+    memcpy(w->id, hdr->id.ptr, hdr->id.len);
+    w->id[hdr->id.len] = '\0';
+    w->seed = proto_rdv_seed(hdr->id);
+    w->last_hello_ms = s_now_ms(b);
+    w->live = true;
+    b->n_live++;
+    b->m->workers_joined++;
+    s_rebuild_index(b);
+    gw_log(GW_LOG_INFO, "worker %s joined with %u services", w->id, w->n_svcs);
+
+    proto_buf_reset(&b->scratch);
+    if (proto_bk_encode_welcome(&b->scratch, proto_span(b->cfg->id, strlen(b->cfg->id))) == 0)
+        s_send_frames(b, ident, ident_len, &b->scratch, proto_span(NULL, 0));
+}
+
+/* Reads one whole multipart message. 1 if one was handled, 0 if none was
+ * waiting. */
+static int
+s_recv_one(gw_backend_t *b)
+{
+    zmq_msg_t parts[3];
+    int n = 0, more = 1, handled = 1;
+    size_t extra = 0;
+    proto_bk_t hdr;
+    const char *err = NULL;
+    proto_rc_t rc;
+
+    while (more) {
+        zmq_msg_t *p = n < 3 ? &parts[n] : NULL;
+        zmq_msg_t spill;
+
+        if (!p)
+            p = &spill;
+        zmq_msg_init(p);
+        if (zmq_msg_recv(p, b->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(p);
+            if (n == 0)
+                return 0;
+            break; /* cannot happen mid-message: multipart is atomic */
+        }
+        more = zmq_msg_more(p);
+        if (p == &spill) {
+            extra++;
+            zmq_msg_close(p);
+        } else {
+            n++;
+        }
+    }
+    b->dirty = true;
+    if (n < 2 || extra) {
+        b->m->backend_malformed++;
+        gw_log_limited(GW_LOG_WARN, "backend: message with %d frames dropped", n + (int)extra);
+        goto out;
+    }
+    rc = proto_bk_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &hdr, &err);
+    if (rc != PROTO_OK) {
+        if (hdr.version != PROTO_BK_VERSION && hdr.version != 0)
+            b->m->backend_bad_version++;
+        b->m->backend_malformed++;
+        gw_log_limited(GW_LOG_WARN, "backend: malformed header dropped: %s", err ? err : "?");
+        goto out;
+    }
+    if (hdr.type == PROTO_BK_HELLO) {
+        s_on_hello(b, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr);
+    } else if (hdr.type == PROTO_BK_REPLY || hdr.type == PROTO_BK_ERROR ||
+               hdr.type == PROTO_BK_SEND || hdr.type == PROTO_BK_CLOSE) {
+        proto_span_t payload = proto_span(NULL, 0);
+        int slot = s_find(b, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
+
+        if (n == 3)
+            payload = proto_span(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]));
+        if ((hdr.type == PROTO_BK_REPLY || hdr.type == PROTO_BK_SEND) && n != 3) {
+            b->m->backend_malformed++;
+            gw_log_limited(GW_LOG_WARN, "backend: type %u without its payload frame", hdr.type);
+            goto out;
+        }
+        gw_on_backend(b->gw, slot, &hdr, payload);
+    } else {
+        b->m->backend_malformed++;
+        gw_log_limited(GW_LOG_WARN, "backend: unexpected message type %u", hdr.type);
+    }
+out:
+    while (n > 0)
+        zmq_msg_close(&parts[--n]);
+    return handled;
+}
+
+static void
+s_pump(gw_backend_t *b)
+{
+    unsigned budget = GW_PUMP_BUDGET;
+    uint32_t events;
+    size_t sz;
+
+    for (;;) {
+        sz = sizeof(events);
+        if (zmq_getsockopt(b->sock, ZMQ_EVENTS, &events, &sz) < 0)
+            break;
+        if (!(events & ZMQ_POLLIN))
+            break;
+        if (!budget) {
+            /* More is waiting but lws deserves a turn: an idle watcher
+             * keeps the loop from sleeping until we are back. */
+            ev_idle_start(b->loop, &b->idle);
+            b->dirty = false;
+            return;
+        }
+        budget--;
+        s_recv_one(b);
+    }
+    ev_idle_stop(b->loop, &b->idle);
+    b->dirty = false;
+}
+
+static void
+s_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    s_pump(w->data);
+}
+
+static void
+s_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    gw_backend_t *b = w->data;
+
+    (void)loop;
+    (void)revents;
+    if (b->dirty)
+        s_pump(b);
+}
+
+static void
+s_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    s_pump(w->data);
+}
+
+gw_backend_t *
+gw_backend_new(gw_t *gw, const gw_config_t *cfg, gw_metrics_t *metrics, void *ev_loop)
+{
+    gw_backend_t *b = calloc(1, sizeof(*b));
+    int one = 1, zero = 0, hwm = 100000, fd;
+    size_t fdsz = sizeof(fd);
+
+    if (!b)
+        return NULL;
+    b->gw = gw;
+    b->cfg = cfg;
+    b->m = metrics;
+    b->loop = ev_loop;
+    proto_buf_init(&b->scratch, 0);
+    b->services = calloc(GW_MAX_SERVICES, sizeof(*b->services));
+    if (!b->services)
+        goto out_free;
+    b->zctx = zmq_ctx_new();
+    if (!b->zctx)
+        goto out_free;
+    b->sock = zmq_socket(b->zctx, ZMQ_ROUTER);
+    if (!b->sock)
+        goto out_ctx;
+    /* Without MANDATORY a ROUTER silently drops messages to peers it does
+     * not know; with it, the send fails and the request is answered. */
+    zmq_setsockopt(b->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+    zmq_setsockopt(b->sock, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(b->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(b->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    if (zmq_bind(b->sock, cfg->backend) < 0) {
+        fprintf(stderr, "wsgate: cannot bind backend %s: %s\n", cfg->backend,
+                zmq_strerror(zmq_errno()));
+        goto out_sock;
+    }
+    if (zmq_getsockopt(b->sock, ZMQ_FD, &fd, &fdsz) < 0)
+        goto out_sock;
+    ev_io_init(&b->io, s_io_cb, fd, EV_READ);
+    b->io.data = b;
+    ev_io_start(b->loop, &b->io);
+    ev_prepare_init(&b->prepare, s_prepare_cb);
+    b->prepare.data = b;
+    ev_prepare_start(b->loop, &b->prepare);
+    ev_idle_init(&b->idle, s_idle_cb);
+    b->idle.data = b;
+    b->dirty = true;
+    return b;
+
+out_sock:
+    zmq_close(b->sock);
+out_ctx:
+    zmq_ctx_term(b->zctx);
+out_free:
+    free(b->services);
+    proto_buf_fini(&b->scratch);
+    free(b);
+    return NULL;
+}
+
+void
+gw_backend_destroy(gw_backend_t **self_p)
+{
+    gw_backend_t *b = self_p ? *self_p : NULL;
+    unsigned i;
+
+    if (!b)
+        return;
+    ev_io_stop(b->loop, &b->io);
+    ev_prepare_stop(b->loop, &b->prepare);
+    ev_idle_stop(b->loop, &b->idle);
+    zmq_close(b->sock);
+    zmq_ctx_term(b->zctx);
+    for (i = 0; i < GW_MAX_WORKERS; i++)
+        free(b->workers[i].svcs);
+    free(b->services);
+    proto_buf_fini(&b->scratch);
+    free(b);
+    *self_p = NULL;
+}
+
+int
+gw_backend_route(gw_backend_t *b, proto_span_t svc, proto_span_t key)
+{
+    uint64_t now = s_now_ms(b);
+    unsigned k;
+    int i;
+
+    if (now - b->last_expiry_ms >= 100)
+        s_expire(b);
+    for (k = 0; k < b->n_services; k++) {
+        gw_service_t *s = &b->services[k];
+
+        if (s->name_len != svc.len || memcmp(s->name, svc.ptr, svc.len))
+            continue;
+        i = proto_rdv_pick(s->seeds, s->n, proto_rdv_key(svc, key));
+        return i < 0 ? -1 : s->slots[i];
+    }
+    return -1;
+}
+
+int
+gw_backend_send(gw_backend_t *b, int worker, const proto_buf_t *hdr, proto_span_t payload)
+{
+    gw_worker_t *w;
+    int rc;
+
+    if (worker < 0 || worker >= GW_MAX_WORKERS || !b->workers[worker].live)
+        return -2;
+    w = &b->workers[worker];
+    rc = s_send_frames(b, w->ident, w->ident_len, hdr, payload);
+    if (rc == 0) {
+        w->requests++;
+        return 0;
+    }
+    b->m->backend_send_failed++;
+    if (rc == -2)
+        s_forget(b, worker, "unreachable");
+    return rc;
+}
+
+int
+gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key, const proto_buf_t *hdr)
+{
+    int w = gw_backend_route(b, svc, key);
+
+    if (w < 0)
+        return -1;
+    return gw_backend_send(b, w, hdr, proto_span(NULL, 0)) == 0 ? 0 : -1;
+}
+
+unsigned
+gw_backend_live(const gw_backend_t *b)
+{
+    return b->n_live;
+}
+
+int
+gw_backend_render(const gw_backend_t *b, proto_buf_t *out)
+{
+    char line[512];
+    unsigned i;
+    int n;
+
+    n = snprintf(line, sizeof(line),
+                 "# HELP wsgate_worker_requests_total Requests routed to each live worker.\n"
+                 "# TYPE wsgate_worker_requests_total counter\n");
+    if (proto_buf_append(out, line, (size_t)n))
+        return -1;
+    for (i = 0; i < GW_MAX_WORKERS; i++) {
+        const gw_worker_t *w = &b->workers[i];
+        char id[PROTO_BK_WORKER_ID_MAX + 1];
+        size_t j;
+
+        if (!w->live)
+            continue;
+        /* Label values cannot hold quotes, backslashes or newlines. */
+        for (j = 0; w->id[j]; j++)
+            id[j] = (w->id[j] == '"' || w->id[j] == '\\' || w->id[j] == '\n') ? '_' : w->id[j];
+        id[j] = '\0';
+        n = snprintf(line, sizeof(line), "wsgate_worker_requests_total{worker=\"%s\"} %llu\n", id,
+                     (unsigned long long)w->requests);
+        if (proto_buf_append(out, line, (size_t)n))
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,45 @@
+/*
+ * backend.h - the gateway's ZeroMQ side: the ROUTER workers connect to,
+ * worker membership (from HELLOs), and rendezvous routing over it.
+ *
+ * The ROUTER's ZMQ_FD sits in the gateway's libev loop next to lws's
+ * sockets. ZMQ_FD is edge-triggered: it only signals when ZMQ_EVENTS
+ * changes, and any zmq_send()/zmq_recv() may consume that change. So the
+ * loop never sleeps on the fd alone: a prepare watcher re-reads ZMQ_EVENTS
+ * before every sleep whenever the socket was touched since the last read,
+ * and drains it. That is the only place input is read, so replies that
+ * arrive while the gateway is itself sending are never left unseen.
+ *
+ * Only this file includes <zmq.h>. Loop thread only.
+ */
+#ifndef WSGATE_GW_BACKEND_H
+#define WSGATE_GW_BACKEND_H
+
+#include "gateway.h"
+
+typedef struct gw_backend gw_backend_t;
+
+gw_backend_t *gw_backend_new(gw_t *gw, const gw_config_t *cfg, gw_metrics_t *metrics,
+                             void *ev_loop);
+void gw_backend_destroy(gw_backend_t **self_p);
+
+/* Picks the live worker for (svc, key): its slot, or -1 when no live
+ * worker offers svc. */
+int gw_backend_route(gw_backend_t *b, proto_span_t svc, proto_span_t key);
+
+/* Sends [header][payload] (payload may be empty: no frame) to a worker.
+ * 0; -1 when the worker's queue is full (caller answers `overloaded`);
+ * -2 when the worker is unreachable (it has been forgotten). Never blocks. */
+int gw_backend_send(gw_backend_t *b, int worker, const proto_buf_t *hdr, proto_span_t payload);
+
+/* Sends to the worker chosen for (svc, key), for events without a reply.
+ * 0, or -1 if there is none or the send failed (counted). */
+int gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key,
+                           const proto_buf_t *hdr);
+
+unsigned gw_backend_live(const gw_backend_t *b);
+
+/* Appends per-worker metrics lines. */
+int gw_backend_render(const gw_backend_t *b, proto_buf_t *out);
+
+#endif

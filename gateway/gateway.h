@@ -1,0 +1,135 @@
+/*
+ * gateway.h - the gateway's data path: connections, requests in flight,
+ * and the glue between the websocket side (ws.c) and the backend side
+ * (backend.c). See docs/architecture.md.
+ *
+ * Threads: everything here runs on the one loop thread (libev, which lws
+ * also runs on as a foreign loop). Nothing is locked.
+ */
+#ifndef WSGATE_GATEWAY_H
+#define WSGATE_GATEWAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../protocol/proto.h"
+#include "../protocol/envelope.h"
+#include "../protocol/backend.h"
+#include "config.h"
+#include "metrics.h"
+
+/* Headroom lws_write() needs before a payload (LWS_PRE on 64-bit Linux;
+ * ws.c asserts the two agree, since only ws.c may include lws). */
+#define GW_PRE 16
+
+/*
+ * One outgoing frame, reference-counted: a push to many connections is
+ * encoded once per client encoding and shared. lws_write() scribbles its
+ * frame header into the GW_PRE bytes before the payload, which is safe to
+ * share because writes are sequential and lws copies any unsent rest.
+ */
+typedef struct gw_msg {
+    uint32_t refs;
+    uint32_t len;
+    uint8_t binary; /* 1: binary frame; 0: text */
+    uint8_t pad[7];
+    uint8_t data[]; /* GW_PRE headroom, then len payload bytes */
+} gw_msg_t;
+
+#define GW_MSG_HEAD (offsetof(gw_msg_t, data) + GW_PRE)
+
+static inline uint8_t *
+gw_msg_payload(gw_msg_t *m)
+{
+    return m->data + GW_PRE;
+}
+/* Makes a message from a proto_buf_t initialised with head GW_MSG_HEAD,
+ * taking its allocation (no copy). NULL on an empty buffer. */
+gw_msg_t *gw_msg_from_buf(proto_buf_t *b, bool binary);
+gw_msg_t *gw_msg_copy(const void *p, size_t len, bool binary);
+void gw_msg_unref(gw_msg_t **m);
+
+typedef struct gw_sq_node {
+    struct gw_sq_node *next;
+    gw_msg_t *msg;
+} gw_sq_node_t;
+
+typedef enum {
+    GW_CONN_JSON = 0,    /* /ws, wsgate.v1.json or no subprotocol */
+    GW_CONN_MSGPACK = 1, /* /ws, wsgate.v1.msgpack */
+    GW_CONN_RAW = 2,     /* a raw endpoint */
+} gw_conn_kind_t;
+
+/* Keep-alive list membership. */
+enum { GW_KA_NONE = 0, GW_KA_ALIVE, GW_KA_PINGED };
+
+/*
+ * A client connection. It lives in lws's per-session storage and is found
+ * from the backend only through the id table, never by a kept pointer.
+ */
+typedef struct gw_conn {
+    uint64_t id;
+    void *wsi; /* struct lws *, touched by ws.c only */
+    struct gw_conn *ka_prev, *ka_next;
+    gw_sq_node_t *sq_head, *sq_tail;
+    uint32_t sq_msgs;
+    uint32_t sq_bytes;
+    uint8_t *rx_buf; /* reassembly of fragmented messages */
+    uint32_t rx_len, rx_cap;
+    uint64_t last_rx_ms;
+    uint32_t inflight;
+    uint16_t close_code; /* non-zero: close with it at the next writeable */
+    uint8_t kind;        /* gw_conn_kind_t */
+    uint8_t raw_idx;     /* GW_CONN_RAW: index into cfg->raw */
+    uint8_t ka;          /* GW_KA_* */
+    uint8_t close_reason; /* gw_close_reason_t, for the metrics */
+    uint8_t want_ping : 1;
+    uint8_t rx_binary : 1; /* type of the message being reassembled */
+    uint8_t admitted : 1;
+    uint8_t opened : 1;
+} gw_conn_t;
+
+typedef struct gw gw_t;
+
+gw_t *gw_new(const gw_config_t *cfg, void *ev_loop);
+void gw_destroy(gw_t **self_p);
+/* Runs the loop until a stop signal and the drain that follows. */
+int gw_run(gw_t *gw);
+
+/* --- called by ws.c (the lws callback) ------------------------------- */
+
+/* Admission at the handshake (FILTER_PROTOCOL_CONNECTION): classifies the
+ * path. 0 to admit; 404 for an unknown path; 503 at the connection bound. */
+int gw_admit(gw_t *gw, gw_conn_t *c, const char *path, bool msgpack);
+void gw_conn_opened(gw_t *gw, gw_conn_t *c);
+/* One received fragment. Returns 0, or a close code to close with. */
+int gw_conn_receive(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary, bool first,
+                    bool final, size_t remaining);
+void gw_conn_activity(gw_t *gw, gw_conn_t *c);
+void gw_conn_closed(gw_t *gw, gw_conn_t *c);
+/* Pops the next queued frame (owned by the caller), or NULL. */
+gw_msg_t *gw_conn_pop(gw_conn_t *c);
+gw_metrics_t *gw_metrics(gw_t *gw);
+const gw_config_t *gw_config(gw_t *gw);
+/* Renders /metrics into out. */
+int gw_metrics_render(gw_t *gw, proto_buf_t *out);
+/* Number of live workers (for /readyz-like checks and the start line). */
+unsigned gw_workers_live(gw_t *gw);
+uint64_t gw_now_ms(gw_t *gw);
+
+/* --- called by backend.c ----------------------------------------------- */
+
+/* A decoded message from worker slot `worker` (not HELLO). */
+void gw_on_backend(gw_t *gw, int worker, const proto_bk_t *hdr, proto_span_t payload);
+
+/* --- offered by ws.c ----------------------------------------------------- */
+
+typedef struct gw_ws gw_ws_t;
+gw_ws_t *gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop);
+void gw_ws_destroy(gw_ws_t **self_p);
+void gw_ws_request_write(void *wsi);
+/* Backstop for closes that wait on a writeable socket: kill after secs. */
+void gw_ws_close_soon(void *wsi, int secs);
+
+#endif

@@ -1,0 +1,101 @@
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+static const char *s_close_names[GW_CLOSE__COUNT] = {
+    "normal", "too_large", "bad_utf8", "slow_consumer", "idle_timeout",
+    "no_service", "worker", "shutdown", "error",
+};
+
+const char *
+gw_close_reason_name(gw_close_reason_t r)
+{
+    return r < GW_CLOSE__COUNT ? s_close_names[r] : "unknown";
+}
+
+static int
+s_put(proto_buf_t *out, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return -1;
+    return proto_buf_append(out, line, (size_t)n);
+}
+
+static int
+s_metric(proto_buf_t *out, const char *name, const char *type, const char *help, uint64_t v)
+{
+    return s_put(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name,
+                 v);
+}
+
+int
+gw_metrics_render_counters(const gw_metrics_t *m, unsigned workers_live, proto_buf_t *out)
+{
+    int rc = 0, i;
+
+    rc |= s_metric(out, "wsgate_connections", "gauge", "Client connections open now.",
+                   m->connections);
+    rc |= s_metric(out, "wsgate_connections_opened_total", "counter",
+                   "Client connections established.", m->opened);
+    rc |= s_put(out, "# HELP wsgate_connections_closed_total Client connections closed, by "
+                     "reason.\n# TYPE wsgate_connections_closed_total counter\n");
+    for (i = 0; i < GW_CLOSE__COUNT; i++)
+        rc |= s_put(out, "wsgate_connections_closed_total{reason=\"%s\"} %" PRIu64 "\n",
+                    s_close_names[i], m->closed[i]);
+    rc |= s_put(out, "# HELP wsgate_connections_rejected_total Upgrades refused at the "
+                     "handshake.\n# TYPE wsgate_connections_rejected_total counter\n"
+                     "wsgate_connections_rejected_total{reason=\"max_conns\"} %" PRIu64 "\n"
+                     "wsgate_connections_rejected_total{reason=\"path\"} %" PRIu64 "\n",
+                m->rejected_max_conns, m->rejected_path);
+    rc |= s_metric(out, "wsgate_messages_in_total", "counter", "Client messages received.",
+                   m->msgs_in);
+    rc |= s_metric(out, "wsgate_bytes_in_total", "counter", "Client payload bytes received.",
+                   m->bytes_in);
+    rc |= s_metric(out, "wsgate_messages_out_total", "counter", "Frames written to clients.",
+                   m->msgs_out);
+    rc |= s_metric(out, "wsgate_bytes_out_total", "counter", "Payload bytes written to clients.",
+                   m->bytes_out);
+    rc |= s_metric(out, "wsgate_requests_total", "counter", "Messages forwarded to workers.",
+                   m->requests);
+    rc |= s_metric(out, "wsgate_replies_total", "counter", "Worker replies delivered.",
+                   m->replies);
+    rc |= s_metric(out, "wsgate_pushes_total", "counter", "Worker pushes queued to clients.",
+                   m->pushes);
+    rc |= s_metric(out, "wsgate_inflight", "gauge", "Requests waiting for a worker.",
+                   m->inflight);
+    rc |= s_put(out, "# HELP wsgate_errors_total Error replies the gateway made itself, by "
+                     "code.\n# TYPE wsgate_errors_total counter\n");
+    for (i = 0; i < PROTO_ERR__COUNT; i++)
+        rc |= s_put(out, "wsgate_errors_total{code=\"%s\"} %" PRIu64 "\n",
+                    proto_err_name((proto_err_t)i), m->errors[i]);
+    rc |= s_put(out,
+                "# HELP wsgate_replies_dropped_total Worker messages that reached no client.\n"
+                "# TYPE wsgate_replies_dropped_total counter\n"
+                "wsgate_replies_dropped_total{reason=\"conn_gone\"} %" PRIu64 "\n"
+                "wsgate_replies_dropped_total{reason=\"unknown_request\"} %" PRIu64 "\n"
+                "wsgate_replies_dropped_total{reason=\"no_id\"} %" PRIu64 "\n"
+                "wsgate_replies_dropped_total{reason=\"unencodable\"} %" PRIu64 "\n",
+                m->dropped_conn_gone, m->dropped_unknown_request, m->dropped_no_id,
+                m->dropped_unencodable);
+    rc |= s_metric(out, "wsgate_backend_malformed_total", "counter",
+                   "Backend messages dropped as malformed.", m->backend_malformed);
+    rc |= s_metric(out, "wsgate_backend_bad_version_total", "counter",
+                   "Backend messages with an unknown protocol version.", m->backend_bad_version);
+    rc |= s_metric(out, "wsgate_backend_send_failed_total", "counter",
+                   "Sends to workers refused (queue full or peer gone).", m->backend_send_failed);
+    rc |= s_metric(out, "wsgate_workers", "gauge", "Live workers.", workers_live);
+    rc |= s_metric(out, "wsgate_workers_joined_total", "counter", "Workers that joined.",
+                   m->workers_joined);
+    rc |= s_metric(out, "wsgate_workers_left_total", "counter", "Workers forgotten.",
+                   m->workers_left);
+    return rc ? -1 : 0;
+}

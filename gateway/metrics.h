@@ -1,0 +1,52 @@
+/*
+ * metrics.h - the gateway's counters, rendered as Prometheus text on the
+ * admin listener. Plain integers: one loop thread writes and reads them.
+ */
+#ifndef WSGATE_GW_METRICS_H
+#define WSGATE_GW_METRICS_H
+
+#include <stdint.h>
+
+#include "../protocol/envelope.h"
+
+typedef enum {
+    GW_CLOSE_NORMAL = 0,
+    GW_CLOSE_TOO_LARGE,
+    GW_CLOSE_BAD_UTF8,
+    GW_CLOSE_SLOW_CONSUMER,
+    GW_CLOSE_IDLE_TIMEOUT,
+    GW_CLOSE_NO_SERVICE,
+    GW_CLOSE_WORKER,
+    GW_CLOSE_SHUTDOWN,
+    GW_CLOSE_ERROR,
+    GW_CLOSE__COUNT
+} gw_close_reason_t;
+
+typedef struct {
+    uint64_t connections; /* gauge */
+    uint64_t opened;
+    uint64_t closed[GW_CLOSE__COUNT];
+    uint64_t rejected_max_conns;
+    uint64_t rejected_path;
+    uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+    uint64_t requests;        /* forwarded to a worker */
+    uint64_t replies;         /* worker replies delivered to a client */
+    uint64_t pushes;          /* frames pushed by workers (SEND) */
+    uint64_t errors[PROTO_ERR__COUNT]; /* error replies the gateway made */
+    uint64_t dropped_conn_gone;
+    uint64_t dropped_unknown_request;
+    uint64_t dropped_no_id;      /* replies to requests without an id */
+    uint64_t dropped_unencodable; /* worker data the client's encoding cannot carry */
+    uint64_t backend_malformed;
+    uint64_t backend_bad_version;
+    uint64_t backend_send_failed;
+    uint64_t workers_joined, workers_left;
+    uint64_t inflight; /* gauge */
+} gw_metrics_t;
+
+const char *gw_close_reason_name(gw_close_reason_t r);
+
+/* Appends the counters in Prometheus text format. 0, or -1 (no memory). */
+int gw_metrics_render_counters(const gw_metrics_t *m, unsigned workers_live, proto_buf_t *out);
+
+#endif

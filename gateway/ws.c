@@ -1,0 +1,293 @@
+/*
+ * ws.c - the libwebsockets adapter: the only file that includes lws.
+ *
+ * lws runs on the gateway's libev loop (foreign-loop support), so its
+ * sockets, the ZeroMQ backend fd and the gateway's timers share one epoll
+ * set and one thread. The protocol callback is one switch that calls into
+ * gateway.c; no decision is taken here.
+ *
+ * Two vhosts: the public listener (websocket endpoints, optional static
+ * files) and the admin listener (/metrics, /healthz, /readyz).
+ */
+#include "gateway.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "log.h"
+
+_Static_assert(GW_PRE == LWS_PRE, "GW_PRE must equal LWS_PRE");
+
+#define GW_WRITES_PER_CALLBACK 32
+
+enum { GW_PROTO_JSON = 0, GW_PROTO_MSGPACK = 1 };
+
+struct gw_ws {
+    gw_t *gw;
+    struct lws_context *ctx;
+    void *loops[1];
+    struct lws_protocols protos[4];
+    struct lws_protocols admin_protos[2];
+    struct lws_http_mount mount;
+    lws_retry_bo_t retry;
+};
+
+static int
+s_http_reply(struct lws *wsi, unsigned status, const char *ctype, proto_buf_t *body)
+{
+    uint8_t hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+
+    if (lws_add_http_common_headers(wsi, status, ctype, body->len, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    if (body->len &&
+        lws_write(wsi, proto_buf_payload(body), body->len, LWS_WRITE_HTTP_FINAL) != (int)body->len)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int
+s_admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    gw_t *gw = lws_context_user(lws_get_context(wsi));
+    proto_buf_t body;
+    unsigned status = 200;
+    int rc;
+
+    if (reason != LWS_CALLBACK_HTTP)
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    proto_buf_init(&body, LWS_PRE);
+    if (!strcmp(in, "/metrics")) {
+        if (gw_metrics_render(gw, &body))
+            status = 500;
+    } else if (!strcmp(in, "/healthz")) {
+        proto_buf_append(&body, "ok\n", 3);
+    } else if (!strcmp(in, "/readyz")) {
+        if (gw_workers_live(gw)) {
+            proto_buf_append(&body, "ready\n", 6);
+        } else {
+            status = 503;
+            proto_buf_append(&body, "no live workers\n", 16);
+        }
+    } else {
+        status = 404;
+        proto_buf_append(&body, "not found\n", 10);
+    }
+    rc = s_http_reply(wsi, status, "text/plain; version=0.0.4; charset=utf-8", &body);
+    proto_buf_fini(&body);
+    return rc;
+}
+
+static int
+s_filter(gw_t *gw, struct lws *wsi, gw_conn_t *c)
+{
+    char path[256];
+    const struct lws_protocols *pcol = lws_get_protocol(wsi);
+    int rc;
+
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+        return -1;
+    rc = gw_admit(gw, c, path, pcol && pcol->id == GW_PROTO_MSGPACK);
+    if (rc == 0)
+        return 0;
+    /* Refused here, before the upgrade, and not from
+     * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE (CVE-2025-11677 in lws 4.1.6). */
+    lws_return_http_status(wsi, rc == 503 ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_NOT_FOUND,
+                           NULL);
+    return -1;
+}
+
+static int
+s_writeable(gw_t *gw, struct lws *wsi, gw_conn_t *c)
+{
+    gw_metrics_t *m = gw_metrics(gw);
+    uint8_t ping[LWS_PRE];
+    gw_msg_t *msg;
+    int i, n;
+
+    if (c->close_code) {
+        lws_close_reason(wsi, (enum lws_close_status)c->close_code, NULL, 0);
+        return -1;
+    }
+    if (c->want_ping) {
+        c->want_ping = 0;
+        if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+            return -1;
+    }
+    for (i = 0; i < GW_WRITES_PER_CALLBACK; i++) {
+        if (lws_send_pipe_choked(wsi))
+            break;
+        msg = gw_conn_pop(c);
+        if (!msg)
+            return 0;
+        n = lws_write(wsi, gw_msg_payload(msg), msg->len,
+                      msg->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+        m->msgs_out++;
+        m->bytes_out += msg->len;
+        gw_msg_unref(&msg);
+        if (n < 0)
+            return -1;
+    }
+    if (c->sq_head)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int
+s_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    gw_t *gw = lws_context_user(lws_get_context(wsi));
+    gw_conn_t *c = user;
+    int code;
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return s_filter(gw, wsi, c);
+    case LWS_CALLBACK_ESTABLISHED:
+        c->wsi = wsi;
+        gw_conn_opened(gw, c);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        code = gw_conn_receive(gw, c, in, len, lws_frame_is_binary(wsi),
+                               lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
+                               lws_remaining_packet_payload(wsi));
+        if (code) {
+            lws_close_reason(wsi, (enum lws_close_status)code, NULL, 0);
+            return -1;
+        }
+        return 0;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        gw_conn_activity(gw, c);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return s_writeable(gw, wsi, c);
+    case LWS_CALLBACK_CLOSED:
+        gw_conn_closed(gw, c);
+        return 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        /* an admitted upgrade whose handshake then failed */
+        if (c)
+            gw_conn_closed(gw, c);
+        break;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+void
+gw_ws_request_write(void *wsi)
+{
+    if (wsi)
+        lws_callback_on_writable(wsi);
+}
+
+void
+gw_ws_close_soon(void *wsi, int secs)
+{
+    if (wsi)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, secs);
+}
+
+static void
+s_lws_log(int level, const char *line)
+{
+    (void)level;
+    fprintf(stderr, "wsgate: lws: %s", line);
+}
+
+gw_ws_t *
+gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
+{
+    struct lws_context_creation_info info;
+    gw_ws_t *ws = calloc(1, sizeof(*ws));
+
+    if (!ws)
+        return NULL;
+    ws->gw = gw;
+    ws->loops[0] = ev_loop;
+    lws_set_log_level(cfg->verbose >= 2 ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, s_lws_log);
+
+    /* Protocol 0 also takes upgrades that name no subprotocol: JSON. */
+    ws->protos[0] = (struct lws_protocols){"wsgate.v1.json", s_ws_cb, sizeof(gw_conn_t), 0,
+                                           GW_PROTO_JSON, NULL, 0};
+    ws->protos[1] = (struct lws_protocols){"wsgate.v1.msgpack", s_ws_cb, sizeof(gw_conn_t), 0,
+                                           GW_PROTO_MSGPACK, NULL, 0};
+    ws->admin_protos[0] = (struct lws_protocols){"http", s_admin_cb, 0, 0, 0, NULL, 0};
+
+    /* lws's own validity pings off (0, 0): keep-alive is the gateway's,
+     * on two O(1) lists, instead of a sorted timer per connection. */
+    ws->retry.secs_since_valid_ping = 0;
+    ws->retry.secs_since_valid_hangup = 0;
+
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_LIBEV;
+    info.foreign_loops = ws->loops;
+    info.user = gw;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    ws->ctx = lws_create_context(&info);
+    if (!ws->ctx) {
+        fprintf(stderr, "wsgate: lws context creation failed (libev event library plugin?)\n");
+        goto fail;
+    }
+
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBEV;
+    if (cfg->reuseport)
+        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    info.vhost_name = "main";
+    info.port = cfg->listen_port;
+    info.iface = cfg->listen_host;
+    info.protocols = ws->protos;
+    info.retry_and_idle_policy = &ws->retry;
+    info.keepalive_timeout = 5;
+    info.timeout_secs = 10;
+    if (cfg->static_dir[0]) {
+        ws->mount.mountpoint = "/";
+        ws->mount.mountpoint_len = 1;
+        ws->mount.origin = cfg->static_dir;
+        ws->mount.def = "index.html";
+        ws->mount.origin_protocol = LWSMPRO_FILE;
+        info.mounts = &ws->mount;
+    }
+    if (!lws_create_vhost(ws->ctx, &info)) {
+        fprintf(stderr, "wsgate: cannot listen on %s:%d\n", cfg->listen_host, cfg->listen_port);
+        goto fail;
+    }
+    if (cfg->admin_port) {
+        memset(&info, 0, sizeof(info));
+        info.options = LWS_SERVER_OPTION_LIBEV;
+        if (cfg->reuseport)
+            info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+        info.vhost_name = "admin";
+        info.port = cfg->admin_port;
+        info.iface = cfg->admin_host;
+        info.protocols = ws->admin_protos;
+        info.retry_and_idle_policy = &ws->retry;
+        if (!lws_create_vhost(ws->ctx, &info)) {
+            fprintf(stderr, "wsgate: cannot listen on %s:%d (admin)\n", cfg->admin_host,
+                    cfg->admin_port);
+            goto fail;
+        }
+    }
+    return ws;
+fail:
+    gw_ws_destroy(&ws);
+    return NULL;
+}
+
+void
+gw_ws_destroy(gw_ws_t **self_p)
+{
+    gw_ws_t *ws = self_p ? *self_p : NULL;
+
+    if (!ws)
+        return;
+    if (ws->ctx)
+        lws_context_destroy(ws->ctx);
+    free(ws);
+    *self_p = NULL;
+}

@@ -1,0 +1,89 @@
+/*
+ * backend.h - the gateway <-> worker protocol v1 (docs/backend-protocol.md).
+ *
+ * Every backend message is one ZeroMQ multipart message of one or two
+ * frames: a header (a msgpack array) and, for the types that carry one, an
+ * opaque payload frame. Header: [version, type, fields...]. Receivers ignore
+ * trailing elements they do not know, so fields can be added at the end
+ * without a version change.
+ *
+ * Pure functions, callable from any thread.
+ */
+#ifndef WSGATE_BACKEND_H
+#define WSGATE_BACKEND_H
+
+#include "proto.h"
+
+#define PROTO_BK_VERSION 1
+#define PROTO_BK_MAX_SERVICES 64   /* services in one HELLO */
+#define PROTO_BK_MAX_TARGETS 65536 /* connection ids in one SEND */
+#define PROTO_BK_WORKER_ID_MAX 128 /* bytes in a worker or gateway id */
+#define PROTO_BK_TEXT_MAX 1024     /* bytes in an error message / close reason */
+
+typedef enum {
+    /* worker -> gateway */
+    PROTO_BK_HELLO = 1, /* [1, 1, worker_id, [svc...]] */
+    PROTO_BK_REPLY = 2, /* [1, 2, rid] + payload: msgpack data */
+    PROTO_BK_ERROR = 3, /* [1, 3, rid, code, msg] */
+    PROTO_BK_SEND = 4,  /* [1, 4, [conn...], flags, svc] + payload */
+    PROTO_BK_CLOSE = 5, /* [1, 5, conn, close_code, reason] */
+    /* gateway -> worker */
+    PROTO_BK_WELCOME = 32, /* [1, 32, gateway_id] */
+    PROTO_BK_OPEN = 33,    /* [1, 33, conn, svc, key, flags] */
+    PROTO_BK_REQ = 34,     /* [1, 34, rid, conn, svc, key, flags] + payload */
+    PROTO_BK_CLOSED = 35,  /* [1, 35, conn, svc, key, close_code] */
+} proto_bk_type_t;
+
+/* flags on OPEN, REQ and SEND */
+#define PROTO_BK_F_RAW 0x1  /* raw endpoint: payload is the client's bytes verbatim */
+#define PROTO_BK_F_TEXT 0x2 /* raw: a text frame (valid UTF-8); else binary */
+
+/* A decoded header. Spans point into the header frame. */
+typedef struct {
+    uint32_t version;
+    uint32_t type; /* proto_bk_type_t */
+    uint64_t rid;  /* REPLY, ERROR, REQ. REQ rid 0: no reply expected */
+    uint64_t conn; /* OPEN, REQ, CLOSED, CLOSE */
+    uint32_t flags;
+    uint32_t close_code;
+    proto_span_t id;     /* HELLO worker id, WELCOME gateway id */
+    proto_span_t svc;    /* OPEN, REQ, CLOSED, SEND */
+    proto_span_t key;    /* OPEN, REQ, CLOSED */
+    proto_span_t code;   /* ERROR */
+    proto_span_t text;   /* ERROR message, CLOSE reason */
+    proto_span_t list;   /* HELLO: encoded strings; SEND: encoded uints */
+    uint32_t list_count; /* elements in list (validated) */
+} proto_bk_t;
+
+/*
+ * Decodes a header frame. PROTO_OK; PROTO_MALFORMED for a wrong shape or
+ * type (*err says what); PROTO_TOO_BIG for a list or text over the limits
+ * above. A version other than PROTO_BK_VERSION gives PROTO_MALFORMED with
+ * hdr->version set, so the caller can count it separately. Unknown types
+ * are PROTO_MALFORMED. Lists are validated whole, so the iterators below
+ * cannot fail on a decoded header.
+ */
+proto_rc_t proto_bk_decode(const uint8_t *buf, size_t len, proto_bk_t *hdr, const char **err);
+
+/* Iterate hdr->list: *pos starts at 0; returns false at the end. */
+bool proto_bk_next_str(const proto_bk_t *hdr, size_t *pos, proto_span_t *out);
+bool proto_bk_next_uint(const proto_bk_t *hdr, size_t *pos, uint64_t *out);
+
+/* Encoders append one header to out. 0, or -1 when out of memory. */
+int proto_bk_encode_hello(proto_buf_t *out, proto_span_t worker_id, const proto_span_t *svcs,
+                          size_t n_svcs);
+int proto_bk_encode_reply(proto_buf_t *out, uint64_t rid);
+int proto_bk_encode_error(proto_buf_t *out, uint64_t rid, proto_span_t code, proto_span_t msg);
+int proto_bk_encode_send(proto_buf_t *out, const uint64_t *conns, size_t n_conns, uint32_t flags,
+                         proto_span_t svc);
+int proto_bk_encode_close(proto_buf_t *out, uint64_t conn, uint32_t close_code,
+                          proto_span_t reason);
+int proto_bk_encode_welcome(proto_buf_t *out, proto_span_t gateway_id);
+int proto_bk_encode_open(proto_buf_t *out, uint64_t conn, proto_span_t svc, proto_span_t key,
+                         uint32_t flags);
+int proto_bk_encode_req(proto_buf_t *out, uint64_t rid, uint64_t conn, proto_span_t svc,
+                        proto_span_t key, uint32_t flags);
+int proto_bk_encode_closed(proto_buf_t *out, uint64_t conn, proto_span_t svc, proto_span_t key,
+                           uint32_t close_code);
+
+#endif
