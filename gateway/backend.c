@@ -146,8 +146,8 @@ s_send_frames(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const pro
         return errno == EHOSTUNREACH ? -2 : -1;
     /* After the routing frame is accepted the rest of the message cannot
      * fail on HWM: ZeroMQ sends multipart messages atomically. */
-    if (zmq_send(b->sock, proto_buf_payload(hdr), hdr->len, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) <
-        0)
+    if (zmq_send(b->sock, proto_buf_payload(hdr), hdr->len,
+                 (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0)
         return -1;
     if (more && zmq_send(b->sock, payload.ptr, payload.len, ZMQ_DONTWAIT) < 0)
         return -1;
@@ -458,8 +458,9 @@ gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key, cons
 }
 
 unsigned
-gw_backend_live(const gw_backend_t *b)
+gw_backend_live(gw_backend_t *b)
 {
+    s_expire(b);
     return b->n_live;
 }
 

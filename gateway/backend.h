@@ -37,7 +37,9 @@ int gw_backend_send(gw_backend_t *b, int worker, const proto_buf_t *hdr, proto_s
 int gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key,
                            const proto_buf_t *hdr);
 
-unsigned gw_backend_live(const gw_backend_t *b);
+/* Live workers. Membership expires lazily (no timer wakes the loop for
+ * it): here, and on every routing decision. */
+unsigned gw_backend_live(gw_backend_t *b);
 
 /* Appends per-worker metrics lines. */
 int gw_backend_render(const gw_backend_t *b, proto_buf_t *out);

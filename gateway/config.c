@@ -67,26 +67,27 @@ s_number(const char *name, const char *arg, uint64_t max, uint64_t *out)
 static void
 s_usage(FILE *f)
 {
-    fputs("usage: wsgate [options]\n"
-          "  --listen HOST:PORT        websocket/http listener (127.0.0.1:8080)\n"
-          "  --admin HOST:PORT         /metrics and /healthz listener (127.0.0.1:9090; port 0: off)\n"
-          "  --backend ENDPOINT        ZeroMQ ROUTER bind for workers (tcp://127.0.0.1:7001)\n"
-          "  --raw PATH=SERVICE        raw endpoint, repeatable (default /raw/echo=echo)\n"
-          "  --static DIR              serve files from DIR at /\n"
-          "  --max-message BYTES       largest client message (65536); larger: close 1009\n"
-          "  --max-conns N             connections per process (10000); beyond: HTTP 503\n"
-          "  --ping-ms N               keep-alive ping interval (25000; 0: off)\n"
-          "  --idle-ms N               close a connection silent this long (60000): 4002\n"
-          "  --max-inflight N          requests in flight per connection (64)\n"
-          "  --sendq-msgs N            send queue bound per connection (1024)\n"
-          "  --sendq-bytes N           send queue bound per connection (1048576)\n"
-          "  --request-timeout-ms N    answer `timeout` after this (10000; 0: never)\n"
-          "  --worker-timeout-ms N     forget a worker silent this long (3000)\n"
-          "  --conn-events SERVICE     tell SERVICE of every /ws open and close, repeatable\n"
-          "  --reuseport               share the listen port with other gateway processes\n"
-          "  --id NAME                 gateway id (hostname-pid)\n"
-          "  -v, --verbose             more logging (repeatable)\n",
-          f);
+    fputs(
+        "usage: wsgate [options]\n"
+        "  --listen HOST:PORT        websocket/http listener (127.0.0.1:8080)\n"
+        "  --admin HOST:PORT         /metrics and /healthz listener (127.0.0.1:9090; port 0: off)\n"
+        "  --backend ENDPOINT        ZeroMQ ROUTER bind for workers (tcp://127.0.0.1:7001)\n"
+        "  --raw PATH=SERVICE        raw endpoint, repeatable (default /raw/echo=echo)\n"
+        "  --static DIR              serve files from DIR at /\n"
+        "  --max-message BYTES       largest client message (65536); larger: close 1009\n"
+        "  --max-conns N             connections per process (10000); beyond: HTTP 503\n"
+        "  --ping-ms N               keep-alive ping interval (25000; 0: off)\n"
+        "  --idle-ms N               close a connection silent this long (60000): 4002\n"
+        "  --max-inflight N          requests in flight per connection (64)\n"
+        "  --sendq-msgs N            send queue bound per connection (1024)\n"
+        "  --sendq-bytes N           send queue bound per connection (1048576)\n"
+        "  --request-timeout-ms N    answer `timeout` after this (10000; 0: never)\n"
+        "  --worker-timeout-ms N     forget a worker silent this long (3000)\n"
+        "  --conn-events SERVICE     tell SERVICE of every /ws open and close, repeatable\n"
+        "  --reuseport               share the listen port with other gateway processes\n"
+        "  --id NAME                 gateway id (hostname-pid)\n"
+        "  -v, --verbose             more logging (repeatable)\n",
+        f);
 }
 
 int
@@ -137,7 +138,7 @@ gw_config_parse(gw_config_t *cfg, int argc, char **argv)
     uint64_t v;
     int c;
 
-    optind = 1;
+    optind = 0; /* 0: glibc re-initialises, so parsing twice works */
     while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
         switch (c) {
         case O_LISTEN:

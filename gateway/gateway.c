@@ -43,7 +43,7 @@ struct gw {
     gw_idmap_t conns;
     gw_idmap_t reqs;
     gw_req_t *req_head, *req_tail;
-    gw_req_t *req_free; /* recycled entries */
+    gw_req_t *req_free;                   /* recycled entries */
     gw_conn_t *alive_head, *alive_tail;   /* ordered by last_rx_ms */
     gw_conn_t *pinged_head, *pinged_tail; /* pinged, awaiting any frame */
     uint64_t next_conn_id;
@@ -245,6 +245,12 @@ s_enqueue(gw_t *gw, gw_conn_t *c, gw_msg_t *msg)
         gw_ws_request_write(c->wsi);
 }
 
+const char *
+gw_conn_close_text(const gw_conn_t *c)
+{
+    return c->close_text ? c->close_text : gw_close_reason_name(c->close_reason);
+}
+
 gw_msg_t *
 gw_conn_pop(gw_conn_t *c)
 {
@@ -383,7 +389,7 @@ s_raw_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
     return 1013;
 overloaded:
     gw->m.errors[PROTO_ERR_OVERLOADED]++;
-    c->close_reason = GW_CLOSE_NO_SERVICE;
+    c->close_reason = GW_CLOSE_OVERLOADED;
     return 1013;
 }
 
@@ -632,12 +638,16 @@ gw_conn_closed(gw_t *gw, gw_conn_t *c)
     s_sq_clear(c);
     free(c->rx_buf);
     c->rx_buf = NULL;
+    free(c->close_text);
+    c->close_text = NULL;
     if (!c->opened)
         return;
     gw_idmap_del(&gw->conns, c->id);
     /* Requests still in flight stay tracked: their replies are counted as
      * for a connection that is gone, their timeouts drop silently. */
-    s_conn_event(gw, c, false, c->close_code);
+    /* 1006: closed without a close frame either way (RFC 6455 7.1.5). */
+    s_conn_event(gw, c, false,
+                 c->close_code ? c->close_code : (c->peer_code ? c->peer_code : 1006));
     if (gw->shutting_down && gw->m.connections == 0)
         ev_break(gw->loop, EVBREAK_ALL);
 }
@@ -771,10 +781,18 @@ gw_on_backend(gw_t *gw, int worker, const proto_bk_t *hdr, proto_span_t payload)
             gw->m.dropped_conn_gone++;
             break;
         }
+        /* A close reason fits in a control frame: at most 123 bytes. */
+        if (hdr->text.len && !c->close_code && proto_utf8_valid(hdr->text.ptr, hdr->text.len)) {
+            size_t n = hdr->text.len > 123 ? 123 : hdr->text.len;
+
+            while (n < hdr->text.len && n && (hdr->text.ptr[n] & 0xc0) == 0x80)
+                n--; /* do not cut a UTF-8 sequence */
+            free(c->close_text);
+            c->close_text = strndup((const char *)hdr->text.ptr, n);
+        }
         /* Only codes an application may send (RFC 6455 7.4). */
         s_close(gw, c,
-                (hdr->close_code == 1000 ||
-                 (hdr->close_code >= 3000 && hdr->close_code <= 4999))
+                (hdr->close_code == 1000 || (hdr->close_code >= 3000 && hdr->close_code <= 4999))
                     ? (uint16_t)hdr->close_code
                     : 1000,
                 GW_CLOSE_WORKER);
@@ -825,8 +843,7 @@ s_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         ev_break(loop, EVBREAK_ALL);
         return;
     }
-    gw_log(GW_LOG_INFO, "signal %d: closing %" PRIu64 " connections", w->signum,
-           gw->m.connections);
+    gw_log(GW_LOG_INFO, "signal %d: closing %" PRIu64 " connections", w->signum, gw->m.connections);
     gw->shutting_down = true;
     for (i = 0; i <= gw->conns.mask; i++)
         if (gw->conns.slots[i].id)

@@ -75,14 +75,16 @@ typedef struct gw_conn {
     gw_sq_node_t *sq_head, *sq_tail;
     uint32_t sq_msgs;
     uint32_t sq_bytes;
-    uint8_t *rx_buf; /* reassembly of fragmented messages */
+    uint8_t *rx_buf;  /* reassembly of fragmented messages */
+    char *close_text; /* owned; reason a worker gave for its CLOSE */
     uint32_t rx_len, rx_cap;
     uint64_t last_rx_ms;
     uint32_t inflight;
-    uint16_t close_code; /* non-zero: close with it at the next writeable */
-    uint8_t kind;        /* gw_conn_kind_t */
-    uint8_t raw_idx;     /* GW_CONN_RAW: index into cfg->raw */
-    uint8_t ka;          /* GW_KA_* */
+    uint16_t close_code;  /* non-zero: close with it at the next writeable */
+    uint16_t peer_code;   /* the code in the client's close frame, if any */
+    uint8_t kind;         /* gw_conn_kind_t */
+    uint8_t raw_idx;      /* GW_CONN_RAW: index into cfg->raw */
+    uint8_t ka;           /* GW_KA_* */
     uint8_t close_reason; /* gw_close_reason_t, for the metrics */
     uint8_t want_ping : 1;
     uint8_t rx_binary : 1; /* type of the message being reassembled */
@@ -108,6 +110,8 @@ int gw_conn_receive(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool b
                     bool final, size_t remaining);
 void gw_conn_activity(gw_t *gw, gw_conn_t *c);
 void gw_conn_closed(gw_t *gw, gw_conn_t *c);
+/* The close reason text to send with c->close_code (borrowed). */
+const char *gw_conn_close_text(const gw_conn_t *c);
 /* Pops the next queued frame (owned by the caller), or NULL. */
 gw_msg_t *gw_conn_pop(gw_conn_t *c);
 gw_metrics_t *gw_metrics(gw_t *gw);

@@ -21,7 +21,7 @@ typedef struct {
 
 typedef struct {
     gw_idmap_slot_t *slots;
-    size_t mask;  /* capacity - 1, capacity a power of two */
+    size_t mask; /* capacity - 1, capacity a power of two */
     size_t count;
 } gw_idmap_t;
 

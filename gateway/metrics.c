@@ -5,8 +5,8 @@
 #include <stdio.h>
 
 static const char *s_close_names[GW_CLOSE__COUNT] = {
-    "normal", "too_large", "bad_utf8", "slow_consumer", "idle_timeout",
-    "no_service", "worker", "shutdown", "error",
+    "normal",     "too_large",  "bad_utf8", "slow_consumer", "idle_timeout",
+    "no_service", "overloaded", "worker",   "shutdown",      "error",
 };
 
 const char *
@@ -51,10 +51,11 @@ gw_metrics_render_counters(const gw_metrics_t *m, unsigned workers_live, proto_b
     for (i = 0; i < GW_CLOSE__COUNT; i++)
         rc |= s_put(out, "wsgate_connections_closed_total{reason=\"%s\"} %" PRIu64 "\n",
                     s_close_names[i], m->closed[i]);
-    rc |= s_put(out, "# HELP wsgate_connections_rejected_total Upgrades refused at the "
-                     "handshake.\n# TYPE wsgate_connections_rejected_total counter\n"
-                     "wsgate_connections_rejected_total{reason=\"max_conns\"} %" PRIu64 "\n"
-                     "wsgate_connections_rejected_total{reason=\"path\"} %" PRIu64 "\n",
+    rc |= s_put(out,
+                "# HELP wsgate_connections_rejected_total Upgrades refused at the "
+                "handshake.\n# TYPE wsgate_connections_rejected_total counter\n"
+                "wsgate_connections_rejected_total{reason=\"max_conns\"} %" PRIu64 "\n"
+                "wsgate_connections_rejected_total{reason=\"path\"} %" PRIu64 "\n",
                 m->rejected_max_conns, m->rejected_path);
     rc |= s_metric(out, "wsgate_messages_in_total", "counter", "Client messages received.",
                    m->msgs_in);
@@ -66,12 +67,10 @@ gw_metrics_render_counters(const gw_metrics_t *m, unsigned workers_live, proto_b
                    m->bytes_out);
     rc |= s_metric(out, "wsgate_requests_total", "counter", "Messages forwarded to workers.",
                    m->requests);
-    rc |= s_metric(out, "wsgate_replies_total", "counter", "Worker replies delivered.",
-                   m->replies);
+    rc |= s_metric(out, "wsgate_replies_total", "counter", "Worker replies delivered.", m->replies);
     rc |= s_metric(out, "wsgate_pushes_total", "counter", "Worker pushes queued to clients.",
                    m->pushes);
-    rc |= s_metric(out, "wsgate_inflight", "gauge", "Requests waiting for a worker.",
-                   m->inflight);
+    rc |= s_metric(out, "wsgate_inflight", "gauge", "Requests waiting for a worker.", m->inflight);
     rc |= s_put(out, "# HELP wsgate_errors_total Error replies the gateway made itself, by "
                      "code.\n# TYPE wsgate_errors_total counter\n");
     for (i = 0; i < PROTO_ERR__COUNT; i++)

@@ -16,6 +16,7 @@ typedef enum {
     GW_CLOSE_SLOW_CONSUMER,
     GW_CLOSE_IDLE_TIMEOUT,
     GW_CLOSE_NO_SERVICE,
+    GW_CLOSE_OVERLOADED,
     GW_CLOSE_WORKER,
     GW_CLOSE_SHUTDOWN,
     GW_CLOSE_ERROR,
@@ -29,13 +30,13 @@ typedef struct {
     uint64_t rejected_max_conns;
     uint64_t rejected_path;
     uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
-    uint64_t requests;        /* forwarded to a worker */
-    uint64_t replies;         /* worker replies delivered to a client */
-    uint64_t pushes;          /* frames pushed by workers (SEND) */
+    uint64_t requests;                 /* forwarded to a worker */
+    uint64_t replies;                  /* worker replies delivered to a client */
+    uint64_t pushes;                   /* frames pushed by workers (SEND) */
     uint64_t errors[PROTO_ERR__COUNT]; /* error replies the gateway made */
     uint64_t dropped_conn_gone;
     uint64_t dropped_unknown_request;
-    uint64_t dropped_no_id;      /* replies to requests without an id */
+    uint64_t dropped_no_id;       /* replies to requests without an id */
     uint64_t dropped_unencodable; /* worker data the client's encoding cannot carry */
     uint64_t backend_malformed;
     uint64_t backend_bad_version;

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
+
 #include <libwebsockets.h>
 
 #include "log.h"
@@ -93,10 +95,27 @@ s_filter(gw_t *gw, struct lws *wsi, gw_conn_t *c)
     rc = gw_admit(gw, c, path, pcol && pcol->id == GW_PROTO_MSGPACK);
     if (rc == 0)
         return 0;
-    /* Refused here, before the upgrade, and not from
-     * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE (CVE-2025-11677 in lws 4.1.6). */
-    lws_return_http_status(wsi, rc == 503 ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_NOT_FOUND,
-                           NULL);
+    /*
+     * Refused here, before the upgrade, and not from
+     * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE (CVE-2025-11677 in lws 4.1.6).
+     * lws 4.1 closes a connection denied here without flushing what
+     * lws_return_http_status() queued, so the short response goes to the
+     * fresh socket directly: its send buffer is empty, the write is whole.
+     */
+    {
+        static const char r503[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                   "content-type: text/plain\r\ncontent-length: 20\r\n"
+                                   "connection: close\r\nretry-after: 1\r\n\r\n"
+                                   "too many connections";
+        static const char r404[] = "HTTP/1.1 404 Not Found\r\n"
+                                   "content-type: text/plain\r\ncontent-length: 9\r\n"
+                                   "connection: close\r\n\r\nnot found";
+        const char *r = rc == 503 ? r503 : r404;
+        size_t rlen = rc == 503 ? sizeof(r503) - 1 : sizeof(r404) - 1;
+
+        if (send(lws_get_socket_fd(wsi), r, rlen, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            gw_log_limited(GW_LOG_DEBUG, "refusal not sent");
+    }
     return -1;
 }
 
@@ -104,17 +123,24 @@ static int
 s_writeable(gw_t *gw, struct lws *wsi, gw_conn_t *c)
 {
     gw_metrics_t *m = gw_metrics(gw);
-    uint8_t ping[LWS_PRE];
+    uint8_t ping[LWS_PRE + 8];
     gw_msg_t *msg;
     int i, n;
 
     if (c->close_code) {
-        lws_close_reason(wsi, (enum lws_close_status)c->close_code, NULL, 0);
+        const char *why = gw_conn_close_text(c);
+
+        lws_close_reason(wsi, (enum lws_close_status)c->close_code, (uint8_t *)why, strlen(why));
         return -1;
     }
     if (c->want_ping) {
         c->want_ping = 0;
-        if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+        /* lws 4.1 does not report zero-length pongs to the callback, so
+         * the ping carries 8 bytes (the send time) for the pong to echo. */
+        uint64_t now = gw_now_ms(gw);
+
+        memcpy(ping + LWS_PRE, &now, sizeof(now));
+        if (lws_write(wsi, ping + LWS_PRE, sizeof(now), LWS_WRITE_PING) < 0)
             return -1;
     }
     for (i = 0; i < GW_WRITES_PER_CALLBACK; i++) {
@@ -151,11 +177,12 @@ s_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
         gw_conn_opened(gw, c);
         return 0;
     case LWS_CALLBACK_RECEIVE:
-        code = gw_conn_receive(gw, c, in, len, lws_frame_is_binary(wsi),
-                               lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
-                               lws_remaining_packet_payload(wsi));
+        code = gw_conn_receive(gw, c, in, len, lws_frame_is_binary(wsi), lws_is_first_fragment(wsi),
+                               lws_is_final_fragment(wsi), lws_remaining_packet_payload(wsi));
         if (code) {
-            lws_close_reason(wsi, (enum lws_close_status)code, NULL, 0);
+            const char *why = gw_conn_close_text(c);
+
+            lws_close_reason(wsi, (enum lws_close_status)code, (uint8_t *)why, strlen(why));
             return -1;
         }
         return 0;
@@ -164,6 +191,10 @@ s_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return s_writeable(gw, wsi, c);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (len >= 2)
+            c->peer_code = (uint16_t)(((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1]);
+        return 0;
     case LWS_CALLBACK_CLOSED:
         gw_conn_closed(gw, c);
         return 0;
@@ -212,10 +243,10 @@ gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
     lws_set_log_level(cfg->verbose >= 2 ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, s_lws_log);
 
     /* Protocol 0 also takes upgrades that name no subprotocol: JSON. */
-    ws->protos[0] = (struct lws_protocols){"wsgate.v1.json", s_ws_cb, sizeof(gw_conn_t), 0,
-                                           GW_PROTO_JSON, NULL, 0};
-    ws->protos[1] = (struct lws_protocols){"wsgate.v1.msgpack", s_ws_cb, sizeof(gw_conn_t), 0,
-                                           GW_PROTO_MSGPACK, NULL, 0};
+    ws->protos[0] = (struct lws_protocols){
+        "wsgate.v1.json", s_ws_cb, sizeof(gw_conn_t), 0, GW_PROTO_JSON, NULL, 0};
+    ws->protos[1] = (struct lws_protocols){
+        "wsgate.v1.msgpack", s_ws_cb, sizeof(gw_conn_t), 0, GW_PROTO_MSGPACK, NULL, 0};
     ws->admin_protos[0] = (struct lws_protocols){"http", s_admin_cb, 0, 0, 0, NULL, 0};
 
     /* lws's own validity pings off (0, 0): keep-alive is the gateway's,
