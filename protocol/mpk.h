@@ -58,7 +58,7 @@ static inline void
 mpk_reader_init(mpk_reader_t *r, const void *p, size_t len)
 {
     r->p = (const uint8_t *)p;
-    r->end = (const uint8_t *)p + len;
+    r->end = len ? r->p + len : r->p; /* NULL + 0 is undefined in C */
 }
 
 static inline size_t
