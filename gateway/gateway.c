@@ -845,6 +845,7 @@ s_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
     gw_log(GW_LOG_INFO, "signal %d: closing %" PRIu64 " connections", w->signum, gw->m.connections);
     gw->shutting_down = true;
+    gw_ws_stop_listening(gw->ws);
     for (i = 0; i <= gw->conns.mask; i++)
         if (gw->conns.slots[i].id)
             s_close(gw, gw->conns.slots[i].ptr, 1001, GW_CLOSE_SHUTDOWN);

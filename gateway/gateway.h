@@ -132,6 +132,9 @@ void gw_on_backend(gw_t *gw, int worker, const proto_bk_t *hdr, proto_span_t pay
 typedef struct gw_ws gw_ws_t;
 gw_ws_t *gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop);
 void gw_ws_destroy(gw_ws_t **self_p);
+/* Closes the public listener: with SO_REUSEPORT the kernel then gives new
+ * connections to the other processes on the port. */
+void gw_ws_stop_listening(gw_ws_t *ws);
 void gw_ws_request_write(void *wsi);
 /* Backstop for closes that wait on a writeable socket: kill after secs. */
 void gw_ws_close_soon(void *wsi, int secs);

@@ -9,14 +9,20 @@
  * Two vhosts: the public listener (websocket endpoints, optional static
  * files) and the admin listener (/metrics, /healthz, /readyz).
  */
+#define _GNU_SOURCE /* accept4 */
 #include "gateway.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include "log.h"
@@ -24,12 +30,17 @@
 _Static_assert(GW_PRE == LWS_PRE, "GW_PRE must equal LWS_PRE");
 
 #define GW_WRITES_PER_CALLBACK 32
+#define GW_ACCEPTS_PER_WAKEUP 256
 
 enum { GW_PROTO_JSON = 0, GW_PROTO_MSGPACK = 1 };
 
 struct gw_ws {
     gw_t *gw;
     struct lws_context *ctx;
+    struct lws_vhost *vh;
+    struct ev_loop *loop;
+    int listen_fd;
+    ev_io listen_io;
     void *loops[1];
     struct lws_protocols protos[4];
     struct lws_protocols admin_protos[2];
@@ -209,6 +220,76 @@ s_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/*
+ * The public listener is ours, not lws's: lws 4.1 sets SO_REUSEPORT on no
+ * listener (its LISTEN_SHARE option only matters on Windows), and several
+ * gateway processes must share the port. We accept and hand each socket
+ * to lws, which runs the HTTP upgrade on it as if it had accepted it.
+ */
+static void
+s_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    gw_ws_t *ws = w->data;
+    int i, fd;
+
+    (void)loop;
+    (void)revents;
+    for (i = 0; i < GW_ACCEPTS_PER_WAKEUP; i++) {
+        fd = accept4(ws->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                gw_log_limited(GW_LOG_WARN, "accept: %s", strerror(errno));
+            return;
+        }
+        if (!lws_adopt_socket_vhost(ws->vh, fd)) {
+            gw_log_limited(GW_LOG_WARN, "lws refused an accepted socket");
+            close(fd);
+        }
+    }
+}
+
+static int
+s_listen(const char *host, int port, bool reuseport)
+{
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    int one = 1, fd, af;
+    struct sockaddr *sa;
+    socklen_t salen;
+
+    memset(&a4, 0, sizeof(a4));
+    memset(&a6, 0, sizeof(a6));
+    if (inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
+        af = AF_INET;
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons((uint16_t)port);
+        sa = (struct sockaddr *)&a4;
+        salen = sizeof(a4);
+    } else if (inet_pton(AF_INET6, host, &a6.sin6_addr) == 1) {
+        af = AF_INET6;
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons((uint16_t)port);
+        sa = (struct sockaddr *)&a6;
+        salen = sizeof(a6);
+    } else {
+        fprintf(stderr, "wsgate: --listen: '%s' is not an IP address\n", host);
+        return -1;
+    }
+    fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    if (bind(fd, sa, salen) < 0 || listen(fd, 4096) < 0)
+        goto fail;
+    return fd;
+fail:
+    fprintf(stderr, "wsgate: cannot listen on %s:%d: %s\n", host, port, strerror(errno));
+    close(fd);
+    return -1;
+}
+
 void
 gw_ws_request_write(void *wsi)
 {
@@ -239,6 +320,8 @@ gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
     if (!ws)
         return NULL;
     ws->gw = gw;
+    ws->loop = ev_loop;
+    ws->listen_fd = -1;
     ws->loops[0] = ev_loop;
     lws_set_log_level(cfg->verbose >= 2 ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, s_lws_log);
 
@@ -267,11 +350,8 @@ gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
 
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBEV;
-    if (cfg->reuseport)
-        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
     info.vhost_name = "main";
-    info.port = cfg->listen_port;
-    info.iface = cfg->listen_host;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* s_listen() owns the listener */
     info.protocols = ws->protos;
     info.retry_and_idle_policy = &ws->retry;
     info.keepalive_timeout = 5;
@@ -284,15 +364,20 @@ gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
         ws->mount.origin_protocol = LWSMPRO_FILE;
         info.mounts = &ws->mount;
     }
-    if (!lws_create_vhost(ws->ctx, &info)) {
-        fprintf(stderr, "wsgate: cannot listen on %s:%d\n", cfg->listen_host, cfg->listen_port);
+    ws->vh = lws_create_vhost(ws->ctx, &info);
+    if (!ws->vh) {
+        fprintf(stderr, "wsgate: lws vhost creation failed\n");
         goto fail;
     }
+    ws->listen_fd = s_listen(cfg->listen_host, cfg->listen_port, cfg->reuseport);
+    if (ws->listen_fd < 0)
+        goto fail;
+    ev_io_init(&ws->listen_io, s_accept_cb, ws->listen_fd, EV_READ);
+    ws->listen_io.data = ws;
+    ev_io_start(ws->loop, &ws->listen_io);
     if (cfg->admin_port) {
         memset(&info, 0, sizeof(info));
         info.options = LWS_SERVER_OPTION_LIBEV;
-        if (cfg->reuseport)
-            info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
         info.vhost_name = "admin";
         info.port = cfg->admin_port;
         info.iface = cfg->admin_host;
@@ -311,12 +396,23 @@ fail:
 }
 
 void
+gw_ws_stop_listening(gw_ws_t *ws)
+{
+    if (ws->listen_fd < 0)
+        return;
+    ev_io_stop(ws->loop, &ws->listen_io);
+    close(ws->listen_fd);
+    ws->listen_fd = -1;
+}
+
+void
 gw_ws_destroy(gw_ws_t **self_p)
 {
     gw_ws_t *ws = self_p ? *self_p : NULL;
 
     if (!ws)
         return;
+    gw_ws_stop_listening(ws);
     if (ws->ctx)
         lws_context_destroy(ws->ctx);
     free(ws);
