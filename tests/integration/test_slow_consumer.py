@@ -1,0 +1,69 @@
+"""11. slow consumer: a client that never reads is closed (4001) once its
+send queue passes --sendq-msgs / --sendq-bytes, while others keep working."""
+
+import asyncio
+import json
+import socket
+import threading
+
+import harness
+from harness import GatewayTestCase
+
+CHUNK = "s" * 16000  # each echo reply is ~16 KB
+SEND_CAP = 64 << 20  # stop sending after 64 MB whatever happens
+
+
+class SlowConsumerTest(GatewayTestCase):
+    async def asyncSetUp(self):
+        await super().asyncSetUp()
+        self.start(gateway_args=["--sendq-msgs", "64", "--sendq-bytes", "65536"], workers=1)
+
+    async def test_non_reader_closed_4001(self):
+        bystander = await self.connect("json")
+        await bystander.echo_ok(self)
+        before = self.metric("wsgate_connections_closed_total", reason="slow_consumer")
+
+        r = self.raw("/ws", subprotocol=harness.JSON_PROTO, rcvbuf=4096, timeout=2)
+        stop = threading.Event()
+        sent = [0, None]  # bytes, the error that ended sending
+
+        def sender():
+            i = 0
+            while not stop.is_set() and sent[0] < SEND_CAP:
+                i += 1
+                msg = json.dumps({"id": i, "svc": "echo", "data": CHUNK}).encode()
+                try:
+                    r.send_frame(harness.OP_TEXT, msg)
+                except socket.timeout:
+                    continue  # the gateway is not reading right now; try again
+                except OSError as e:
+                    sent[1] = e
+                    return
+                sent[0] += len(msg)
+
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        try:
+            await self.wait_metric(
+                lambda m: m.get("wsgate_connections_closed_total", reason="slow_consumer")
+                >= before + 1,
+                timeout=30,
+                what='closed_total{reason="slow_consumer"} to move',
+            )
+            # the bystander was never affected
+            await bystander.echo_ok(self, {"during": "slow consumer"})
+        finally:
+            stop.set()
+            await asyncio.get_running_loop().run_in_executor(None, t.join, 10)
+        # now read what is there: the stream must end, after a 4001 close
+        # frame if the gateway could still send one
+        kind, code, _ = await asyncio.get_running_loop().run_in_executor(None, r.wait_close, 15)
+        if kind == "close":
+            self.assertEqual(code, 4001)
+        await bystander.echo_ok(self)
+        m = self.metrics()
+        self.assertEqual(m.get("wsgate_connections"), 1, "only the bystander is left")
+
+
+if __name__ == "__main__":
+    harness.main()
