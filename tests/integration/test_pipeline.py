@@ -1,5 +1,6 @@
 """7. missed-wakeup regression: with no timers at all (--ping-ms 0
---request-timeout-ms 0) only I/O wakes the gateway. Thousands of pipelined
+--request-timeout-ms 0, and HELLOs 10 minutes apart) only the clients' and
+the worker's traffic wakes the gateway. Thousands of pipelined
 requests must all be answered; a gateway that misses a ZMQ_FD edge (the fd
 signals only on a change of state, so events left unread after a wakeup
 are never signalled again) stalls here."""
@@ -24,9 +25,11 @@ class PipelineTest(GatewayTestCase):
                 "--max-inflight", str(N * 2),   # the limit is not under test here
                 "--sendq-msgs", str(N * 4),
                 "--sendq-bytes", str(64 << 20),
+                # the worker's HELLOs must not wake the gateway either
+                "--worker-timeout-ms", "600000",
             ],
             workers=1,
-            worker_args=["--mailbox-max", str(N * 4)],
+            worker_args=["--mailbox-max", str(N * 4), "--hello-ms", "600000"],
         )
 
     async def pipeline(self, c, tag, n, deadline):
