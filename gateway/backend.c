@@ -154,18 +154,61 @@ s_send_frames(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const pro
     return 0;
 }
 
+static char (*s_copy_services(const proto_bk_t *hdr))[PROTO_SVC_MAX + 1]
+{
+    char(*svcs)[PROTO_SVC_MAX + 1] = calloc(hdr->list_count ? hdr->list_count : 1, sizeof(*svcs));
+    size_t pos = 0, n = 0;
+    proto_span_t s;
+
+    if (!svcs)
+        return NULL;
+    while (proto_bk_next_str(hdr, &pos, &s)) {
+        memcpy(svcs[n], s.ptr, s.len);
+        svcs[n][s.len] = '\0';
+        n++;
+    }
+    return svcs;
+}
+
+static bool
+s_same_services(const gw_worker_t *w, const proto_bk_t *hdr)
+{
+    size_t pos = 0, n = 0;
+    proto_span_t s;
+
+    if (hdr->list_count != w->n_svcs)
+        return false;
+    while (proto_bk_next_str(hdr, &pos, &s)) {
+        if (strlen(w->svcs[n]) != s.len || memcmp(w->svcs[n], s.ptr, s.len))
+            return false;
+        n++;
+    }
+    return true;
+}
+
 static void
 s_on_hello(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const proto_bk_t *hdr)
 {
     int slot = s_find(b, ident, ident_len);
     gw_worker_t *w;
-    proto_span_t s;
-    size_t pos = 0;
     unsigned i;
 
     if (slot >= 0) {
-        b->workers[slot].last_hello_ms = s_now_ms(b);
-        return;
+        w = &b->workers[slot];
+        w->last_hello_ms = s_now_ms(b);
+        if (!s_same_services(w, hdr)) {
+            /* A worker changes what it offers by saying so in a HELLO. */
+            char(*svcs)[PROTO_SVC_MAX + 1] = s_copy_services(hdr);
+
+            if (svcs) {
+                free(w->svcs);
+                w->svcs = svcs;
+                w->n_svcs = hdr->list_count;
+                s_rebuild_index(b);
+                gw_log(GW_LOG_INFO, "worker %s now offers %u services", w->id, w->n_svcs);
+            }
+        }
+        goto welcome;
     }
     if (ident_len > sizeof(w->ident))
         return;
@@ -177,14 +220,10 @@ s_on_hello(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const proto_
     }
     w = &b->workers[i];
     memset(w, 0, sizeof(*w));
-    w->svcs = calloc(hdr->list_count ? hdr->list_count : 1, sizeof(*w->svcs));
+    w->svcs = s_copy_services(hdr);
     if (!w->svcs)
         return;
-    while (proto_bk_next_str(hdr, &pos, &s)) {
-        memcpy(w->svcs[w->n_svcs], s.ptr, s.len);
-        w->svcs[w->n_svcs][s.len] = '\0';
-        w->n_svcs++;
-    }
+    w->n_svcs = hdr->list_count;
     memcpy(w->ident, ident, ident_len);
     w->ident_len = ident_len;
     memcpy(w->id, hdr->id.ptr, hdr->id.len);
@@ -196,7 +235,8 @@ s_on_hello(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const proto_
     b->m->workers_joined++;
     s_rebuild_index(b);
     gw_log(GW_LOG_INFO, "worker %s joined with %u services", w->id, w->n_svcs);
-
+welcome:
+    /* Every HELLO is answered: the worker's heartbeat from this side. */
     proto_buf_reset(&b->scratch);
     if (proto_bk_encode_welcome(&b->scratch, proto_span(b->cfg->id, strlen(b->cfg->id))) == 0)
         s_send_frames(b, ident, ident_len, &b->scratch, proto_span(NULL, 0));

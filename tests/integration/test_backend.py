@@ -101,6 +101,24 @@ class BackendTest(GatewayTestCase):
         m = self.metrics()
         self.assertGreaterEqual(m.get("wsgate_worker_requests_total", worker="py-1"), 1)
 
+    async def test_every_hello_welcomed_and_service_list_updated(self):
+        n = len(self.w.welcomes)
+        await asyncio.sleep(1.0)
+        self.assertGreaterEqual(len(self.w.welcomes) - n, 2, "WELCOME answers every HELLO")
+        c = await self.connect("json")
+        self.assertEqual((await c.call("other", id=1))["code"], "no_service")
+        # the worker now offers another service: its next HELLO says so
+        self.w.services = ["pyecho", "other"]
+        await asyncio.sleep(0.7)
+        await c.send({"id": 2, "svc": "other"})
+        hdr, _ = await self.w.next_of(REQ)
+        self.assertEqual(hdr[4], "other")
+        await self.w.send([1, REPLY, hdr[2]], pack("ok"))
+        self.assertEqual((await c.recv())["data"], "ok")
+        self.w.services = ["other"]
+        await asyncio.sleep(0.7)
+        self.assertEqual((await c.call("pyecho", id=3))["code"], "no_service")
+
     async def test_key_and_msgpack_client(self):
         c = await self.connect("msgpack")
         await c.send({"id": "a", "svc": "pyecho", "key": "room:1", "data": b"\x00bin"})
