@@ -279,6 +279,8 @@ s_send_err(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_err_t code, const
     gw_msg_t *m;
 
     gw->m.errors[code]++;
+    if (c->kind == GW_CONN_RAW)
+        return; /* no envelope to answer in */
     proto_buf_init(&b, GW_MSG_HEAD);
     if (proto_envelope_encode_err(s_enc(c), id, proto_span(name, strlen(name)),
                                   proto_span(text, strlen(text)), &b) != PROTO_OK) {
@@ -289,6 +291,17 @@ s_send_err(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_err_t code, const
     proto_buf_fini(&b);
     if (m)
         s_enqueue(gw, c, m);
+}
+
+/* An error about a valid request: answered only if it has an id. */
+static void
+s_req_err(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_err_t code, const char *text)
+{
+    if (id->kind == PROTO_ID_NONE) {
+        gw->m.errors[code]++;
+        return;
+    }
+    s_send_err(gw, c, id, code, text);
 }
 
 /* --- requests in flight ------------------------------------------------------ */
@@ -344,10 +357,7 @@ s_req_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         c = gw_idmap_get(&gw->conns, r->conn);
         if (c) {
             c->inflight--;
-            if (r->id.kind != PROTO_ID_NONE)
-                s_send_err(gw, c, &r->id, PROTO_ERR_TIMEOUT, "the worker did not answer in time");
-            else
-                gw->m.errors[PROTO_ERR_TIMEOUT]++;
+            s_req_err(gw, c, &r->id, PROTO_ERR_TIMEOUT, "the worker did not answer in time");
         }
         s_req_free(gw, r);
     }
@@ -416,18 +426,20 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
         s_send_err(gw, c, &env.id, PROTO_ERR_BAD_REQUEST, err ? err : "malformed envelope");
         return;
     }
+    /* From here on the envelope is valid: a request without an id is
+     * fire-and-forget, and its errors are counted, not answered. */
     if (env.op != PROTO_OP_REQ) {
-        s_send_err(gw, c, &env.id, PROTO_ERR_BAD_REQUEST, "operation not supported yet");
+        s_req_err(gw, c, &env.id, PROTO_ERR_BAD_REQUEST, "operation not supported yet");
         return;
     }
     if (c->inflight >= gw->cfg.max_inflight) {
-        s_send_err(gw, c, &env.id, PROTO_ERR_OVERLOADED, "too many requests in flight");
+        s_req_err(gw, c, &env.id, PROTO_ERR_OVERLOADED, "too many requests in flight");
         return;
     }
     key = env.key.len ? env.key : s_conn_key(c, keybuf);
     proto_buf_reset(&gw->hdr);
     if (proto_bk_encode_req(&gw->hdr, gw->next_rid, c->id, env.svc, key, 0)) {
-        s_send_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
+        s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
         return;
     }
     for (tries = 0; tries < 2 && sent == -2; tries++) {
@@ -437,11 +449,11 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
         sent = gw_backend_send(gw->backend, w, &gw->hdr, env.data);
     }
     if (sent == -1) {
-        s_send_err(gw, c, &env.id, PROTO_ERR_OVERLOADED, "the worker's queue is full");
+        s_req_err(gw, c, &env.id, PROTO_ERR_OVERLOADED, "the worker's queue is full");
         return;
     }
     if (sent != 0) {
-        s_send_err(gw, c, &env.id, PROTO_ERR_NO_SERVICE, "no worker offers this service");
+        s_req_err(gw, c, &env.id, PROTO_ERR_NO_SERVICE, "no worker offers this service");
         return;
     }
     gw->m.requests++;
@@ -451,7 +463,7 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
     } else if (!(r = malloc(sizeof(*r)))) {
         /* The request went out but cannot be tracked: its reply will be
          * counted as unknown. Tell the client now rather than never. */
-        s_send_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
+        s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
         return;
     }
     r->rid = gw->next_rid++;
@@ -461,7 +473,7 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
     if (gw_idmap_put(&gw->reqs, r->rid, r)) {
         r->next = gw->req_free;
         gw->req_free = r;
-        s_send_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
+        s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
         return;
     }
     r->prev = gw->req_tail;
@@ -704,6 +716,12 @@ s_on_reply(gw_t *gw, const proto_bk_t *hdr, proto_span_t payload)
     }
     m = gw_msg_from_buf(&b, c->kind == GW_CONN_MSGPACK);
     proto_buf_fini(&b);
+    if (m && m->len > gw->cfg.sendq_bytes) {
+        /* It could never fit the send queue: closing the client as a slow
+         * consumer would blame it for the worker's reply. */
+        gw_msg_unref(&m);
+        s_send_err(gw, c, &r->id, PROTO_ERR_TOO_LARGE, "the reply is larger than --sendq-bytes");
+    }
     if (m) {
         gw->m.replies++;
         s_enqueue(gw, c, m);
@@ -751,6 +769,10 @@ s_on_send(gw_t *gw, const proto_bk_t *hdr, proto_span_t payload)
         }
         if (!enc[k]) {
             gw->m.dropped_unencodable++;
+            continue;
+        }
+        if (enc[k]->len > gw->cfg.sendq_bytes) {
+            gw->m.dropped_too_large++;
             continue;
         }
         enc[k]->refs++;

@@ -82,9 +82,10 @@ gw_metrics_render_counters(const gw_metrics_t *m, unsigned workers_live, proto_b
                 "wsgate_replies_dropped_total{reason=\"conn_gone\"} %" PRIu64 "\n"
                 "wsgate_replies_dropped_total{reason=\"unknown_request\"} %" PRIu64 "\n"
                 "wsgate_replies_dropped_total{reason=\"no_id\"} %" PRIu64 "\n"
-                "wsgate_replies_dropped_total{reason=\"unencodable\"} %" PRIu64 "\n",
+                "wsgate_replies_dropped_total{reason=\"unencodable\"} %" PRIu64 "\n"
+                "wsgate_replies_dropped_total{reason=\"too_large\"} %" PRIu64 "\n",
                 m->dropped_conn_gone, m->dropped_unknown_request, m->dropped_no_id,
-                m->dropped_unencodable);
+                m->dropped_unencodable, m->dropped_too_large);
     rc |= s_metric(out, "wsgate_backend_malformed_total", "counter",
                    "Backend messages dropped as malformed.", m->backend_malformed);
     rc |= s_metric(out, "wsgate_backend_bad_version_total", "counter",

@@ -38,6 +38,7 @@ typedef struct {
     uint64_t dropped_unknown_request;
     uint64_t dropped_no_id;       /* replies to requests without an id */
     uint64_t dropped_unencodable; /* worker data the client's encoding cannot carry */
+    uint64_t dropped_too_large;   /* pushes larger than a whole send queue */
     uint64_t backend_malformed;
     uint64_t backend_bad_version;
     uint64_t backend_send_failed;

@@ -72,6 +72,19 @@ class BadInputTest(GatewayTestCase):
         frame = msgpack.packb({"id": "m22", "svc": "nosuchsvc"})
         await self.expect_err(m, "no_service", frame, id="m22")
 
+    async def test_errors_without_id_are_counted_not_answered(self):
+        c = await self.connect("json")
+        before = self.err_count("no_service")
+        await c.send_raw('{"svc":"nosuchsvc","data":1}')  # valid, fire-and-forget
+        await c.send_raw('{"op":"sub","svc":"echo"}')  # reserved op, no id
+        # the next frame the client sees is the echo's reply, nothing before it
+        rep = await c.call("echo", "after", id=31)
+        self.assertEqual((rep.get("op"), rep.get("id")), ("res", 31), rep)
+        await self.wait_metric(
+            lambda m: m.get("wsgate_errors_total", code="no_service") >= before + 1,
+            what="the unanswered no_service to be counted",
+        )
+
     async def test_binary_frame_on_json(self):
         c = await self.connect("json")
         frame = msgpack.packb({"id": 31, "svc": "echo", "data": 1})
