@@ -1,0 +1,456 @@
+/*
+ * link.c - the worker's ZeroMQ adapter (link.h). The only worker file that
+ * includes <zmq.h>.
+ *
+ * Frames on the wire (protocol/backend.h): the gateway's ROUTER strips our
+ * routing id, so a DEALER sees exactly [header] or [header][payload], and
+ * sends the same. Every send is ZMQ_DONTWAIT: with ZMQ_IMMEDIATE 0 a
+ * disconnected gateway's queue fills up to the HWM and then sends fail,
+ * which drops the output instead of stalling every other gateway's actors.
+ * ZeroMQ checks the HWM on a message's first part only, so a two-part
+ * message is queued whole or not at all.
+ */
+#include "link.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zmq.h>
+
+/* Messages read from one gateway per loop turn: enough to amortise the
+ * poll, few enough that a flooding gateway cannot starve the others, the
+ * HELLO timer and passivation. */
+#define WK_LINK_BATCH 4096
+/* Messages handled per wk_runtime_run() call while draining. */
+#define WK_LINK_RUN_BUDGET 4096
+/* Log lines about bad input per second; the rest are counted. */
+#define WK_LINK_LOG_PER_SEC 5
+
+typedef struct {
+    void *sock;
+    char *endpoint;
+} wk_gateway_t;
+
+struct wk_link {
+    void *zctx;
+    wk_gateway_t *gw;
+    size_t n_gw;
+    char *worker_id;
+    uint64_t hello_ms;
+    bool verbose;
+    proto_buf_t scratch; /* output headers, reused */
+    wk_link_stats_t st;
+    /* rate limit for log lines about the network's input */
+    uint64_t log_window;
+    unsigned log_lines;
+    uint64_t log_suppressed;
+};
+
+static uint64_t
+s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void __attribute__((format(printf, 2, 3))) s_log_limited(wk_link_t *l, const char *fmt, ...)
+{
+    uint64_t window = s_now_ms() / 1000u;
+    if (window != l->log_window) {
+        if (l->log_suppressed)
+            fprintf(stderr, "wsgate-worker: %llu log lines suppressed\n",
+                    (unsigned long long)l->log_suppressed);
+        l->log_window = window;
+        l->log_lines = 0;
+        l->log_suppressed = 0;
+    }
+    if (l->log_lines >= WK_LINK_LOG_PER_SEC) {
+        l->log_suppressed++;
+        return;
+    }
+    l->log_lines++;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("wsgate-worker: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* --- setup ------------------------------------------------------------- */
+
+static int
+s_setopt_int(void *sock, int opt, int v)
+{
+    return zmq_setsockopt(sock, opt, &v, sizeof v);
+}
+
+wk_link_t *
+wk_link_new(const wk_link_cfg_t *cfg)
+{
+    if (!cfg || !cfg->endpoints || cfg->n_endpoints == 0 || cfg->n_endpoints > UINT32_MAX ||
+        !cfg->worker_id || cfg->worker_id[0] == '\0' ||
+        strlen(cfg->worker_id) > PROTO_BK_WORKER_ID_MAX) {
+        fprintf(stderr, "wsgate-worker: bad link configuration\n");
+        return NULL;
+    }
+    wk_link_t *l = calloc(1, sizeof *l);
+    if (!l)
+        goto out_nomem;
+    l->hello_ms = cfg->hello_ms ? cfg->hello_ms : WK_LINK_DEFAULT_HELLO_MS;
+    l->verbose = cfg->verbose;
+    proto_buf_init(&l->scratch, 0);
+    l->worker_id = strdup(cfg->worker_id);
+    l->gw = calloc(cfg->n_endpoints, sizeof *l->gw);
+    if (!l->worker_id || !l->gw)
+        goto out_destroy_nomem;
+    l->zctx = zmq_ctx_new();
+    if (!l->zctx) {
+        fprintf(stderr, "wsgate-worker: zmq_ctx_new: %s\n", zmq_strerror(errno));
+        goto out_destroy;
+    }
+
+    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+        wk_gateway_t *g = &l->gw[i];
+        l->n_gw = i + 1; /* so destroy closes what exists */
+        g->endpoint = strdup(cfg->endpoints[i]);
+        if (!g->endpoint)
+            goto out_destroy_nomem;
+        g->sock = zmq_socket(l->zctx, ZMQ_DEALER);
+        if (!g->sock) {
+            fprintf(stderr, "wsgate-worker: zmq_socket: %s\n", zmq_strerror(errno));
+            goto out_destroy;
+        }
+        /* LINGER 0: at shutdown queued outputs are worthless (their
+         * requests time out at the gateway anyway). IMMEDIATE 0: queue
+         * while a gateway is away, so HELLO is the first thing it reads. */
+        if (s_setopt_int(g->sock, ZMQ_LINGER, 0) != 0 ||
+            s_setopt_int(g->sock, ZMQ_SNDHWM, WK_LINK_HWM) != 0 ||
+            s_setopt_int(g->sock, ZMQ_RCVHWM, WK_LINK_HWM) != 0 ||
+            s_setopt_int(g->sock, ZMQ_IMMEDIATE, 0) != 0 ||
+            s_setopt_int(g->sock, ZMQ_RECONNECT_IVL, 100) != 0 ||
+            s_setopt_int(g->sock, ZMQ_RECONNECT_IVL_MAX, 1000) != 0 ||
+            s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE, 1) != 0 ||
+            s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE_IDLE, 30) != 0 ||
+            s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE_INTVL, 10) != 0) {
+            fprintf(stderr, "wsgate-worker: zmq_setsockopt: %s\n", zmq_strerror(errno));
+            goto out_destroy;
+        }
+        if (zmq_connect(g->sock, g->endpoint) != 0) {
+            fprintf(stderr, "wsgate-worker: cannot connect to %s: %s\n", g->endpoint,
+                    zmq_strerror(errno));
+            goto out_destroy;
+        }
+    }
+    return l;
+
+out_destroy_nomem:
+    fprintf(stderr, "wsgate-worker: out of memory\n");
+out_destroy:
+    wk_link_destroy(&l);
+    return NULL;
+out_nomem:
+    fprintf(stderr, "wsgate-worker: out of memory\n");
+    return NULL;
+}
+
+void
+wk_link_destroy(wk_link_t **link_p)
+{
+    if (!link_p || !*link_p)
+        return;
+    wk_link_t *l = *link_p;
+    for (size_t i = 0; i < l->n_gw; i++) {
+        if (l->gw[i].sock)
+            zmq_close(l->gw[i].sock);
+        free(l->gw[i].endpoint);
+    }
+    if (l->zctx) {
+        while (zmq_ctx_term(l->zctx) != 0 && errno == EINTR)
+            ;
+    }
+    free(l->gw);
+    free(l->worker_id);
+    proto_buf_fini(&l->scratch);
+    free(l);
+    *link_p = NULL;
+}
+
+void
+wk_link_stats(const wk_link_t *link, wk_link_stats_t *out)
+{
+    *out = link->st;
+}
+
+/* --- output ------------------------------------------------------------ */
+
+/* Sends l->scratch as the header, then the payload if has_payload. */
+static int
+s_send(wk_link_t *l, uint32_t origin, bool has_payload, const void *payload, size_t len)
+{
+    if (origin >= l->n_gw) {
+        l->st.tx_dropped++;
+        return -1;
+    }
+    void *sock = l->gw[origin].sock;
+    if (zmq_send(sock, proto_buf_payload(&l->scratch), l->scratch.len,
+                 ZMQ_DONTWAIT | (has_payload ? ZMQ_SNDMORE : 0)) < 0)
+        goto out_dropped;
+    /* Cannot hit the HWM: the first part was accepted. */
+    if (has_payload && zmq_send(sock, payload, len, ZMQ_DONTWAIT) < 0)
+        goto out_dropped;
+    l->st.tx++;
+    return 0;
+
+out_dropped:
+    l->st.tx_dropped++;
+    s_log_limited(l, "gateway %s: send failed (%s), output dropped", l->gw[origin].endpoint,
+                  zmq_strerror(errno));
+    return -1;
+}
+
+static int
+s_out_reply(void *ctx, uint32_t origin, uint64_t rid, const void *data, size_t len)
+{
+    wk_link_t *l = ctx;
+    proto_buf_reset(&l->scratch);
+    if (proto_bk_encode_reply(&l->scratch, rid) != 0) {
+        l->st.tx_dropped++;
+        return -1;
+    }
+    return s_send(l, origin, true, data, len);
+}
+
+static int
+s_out_error(void *ctx, uint32_t origin, uint64_t rid, proto_span_t code, proto_span_t msg)
+{
+    wk_link_t *l = ctx;
+    proto_buf_reset(&l->scratch);
+    if (proto_bk_encode_error(&l->scratch, rid, code, msg) != 0) {
+        l->st.tx_dropped++;
+        return -1;
+    }
+    return s_send(l, origin, false, NULL, 0);
+}
+
+static int
+s_out_send(void *ctx, uint32_t origin, const uint64_t *conns, size_t n, uint32_t flags,
+           proto_span_t svc, const void *payload, size_t len)
+{
+    wk_link_t *l = ctx;
+    proto_buf_reset(&l->scratch);
+    if (proto_bk_encode_send(&l->scratch, conns, n, flags, svc) != 0) {
+        l->st.tx_dropped++;
+        return -1;
+    }
+    return s_send(l, origin, true, payload, len);
+}
+
+static int
+s_out_close(void *ctx, uint32_t origin, uint64_t conn, uint32_t code, proto_span_t reason)
+{
+    wk_link_t *l = ctx;
+    proto_buf_reset(&l->scratch);
+    if (proto_bk_encode_close(&l->scratch, conn, code, reason) != 0) {
+        l->st.tx_dropped++;
+        return -1;
+    }
+    return s_send(l, origin, false, NULL, 0);
+}
+
+const wk_out_t wk_link_out = {s_out_reply, s_out_error, s_out_send, s_out_close};
+
+/* --- input ------------------------------------------------------------- */
+
+/* Decodes and delivers one received message. hdr_frame and payload are
+ * freed by the caller after this returns (the runtime copies what it keeps). */
+static void
+s_dispatch(wk_link_t *l, uint32_t origin, wk_runtime_t *rt, zmq_msg_t *hdr_frame,
+           zmq_msg_t *payload, bool extra_frames)
+{
+    const char *ep = l->gw[origin].endpoint;
+    proto_bk_t hdr;
+    const char *err = NULL;
+    memset(&hdr, 0, sizeof hdr);
+    proto_rc_t rc = proto_bk_decode(zmq_msg_data(hdr_frame), zmq_msg_size(hdr_frame), &hdr, &err);
+    if (rc != PROTO_OK) {
+        if (hdr.version != 0 && hdr.version != PROTO_BK_VERSION) {
+            l->st.bad_version++;
+            s_log_limited(l, "gateway %s: protocol version %u, want %d; message dropped", ep,
+                          (unsigned)hdr.version, PROTO_BK_VERSION);
+        } else {
+            l->st.malformed++;
+            s_log_limited(l, "gateway %s: malformed header (%s); message dropped", ep,
+                          err ? err : (rc == PROTO_TOO_BIG ? "too big" : "?"));
+        }
+        return;
+    }
+    if (extra_frames) {
+        l->st.malformed++;
+        s_log_limited(l, "gateway %s: more than two frames (type %u); message dropped", ep,
+                      (unsigned)hdr.type);
+        return;
+    }
+
+    switch (hdr.type) {
+    case PROTO_BK_REQ:
+    case PROTO_BK_OPEN:
+    case PROTO_BK_CLOSED:
+        /* A REQ without its payload frame is taken as empty data. */
+        if (wk_runtime_deliver(rt, origin, &hdr, payload ? zmq_msg_data(payload) : NULL,
+                               payload ? zmq_msg_size(payload) : 0) != 0)
+            l->st.refused++;
+        break;
+    case PROTO_BK_WELCOME:
+        l->st.welcome++;
+        if (l->verbose)
+            fprintf(stderr, "wsgate-worker: gateway %s: welcome from %.*s\n", ep, (int)hdr.id.len,
+                    (const char *)hdr.id.ptr);
+        break;
+    default:
+        l->st.unexpected++;
+        s_log_limited(l, "gateway %s: unexpected message type %u; dropped", ep, (unsigned)hdr.type);
+        break;
+    }
+}
+
+/* Reads up to WK_LINK_BATCH messages from one gateway. -1 on a fatal
+ * ZeroMQ error. */
+static int
+s_read(wk_link_t *l, uint32_t origin, wk_runtime_t *rt)
+{
+    void *sock = l->gw[origin].sock;
+    for (int n = 0; n < WK_LINK_BATCH; n++) {
+        zmq_msg_t hdr_frame, payload, extra;
+        zmq_msg_init(&hdr_frame);
+        if (zmq_msg_recv(&hdr_frame, sock, ZMQ_DONTWAIT) < 0) {
+            int e = errno;
+            zmq_msg_close(&hdr_frame);
+            if (e == EAGAIN || e == EINTR)
+                return 0;
+            fprintf(stderr, "wsgate-worker: gateway %s: receive: %s\n", l->gw[origin].endpoint,
+                    zmq_strerror(e));
+            return -1;
+        }
+        l->st.rx++;
+        bool has_payload = false;
+        bool extra_frames = false;
+        zmq_msg_init(&payload);
+        /* The parts of a message arrive together, so these never wait. */
+        if (zmq_msg_more(&hdr_frame) && zmq_msg_recv(&payload, sock, ZMQ_DONTWAIT) >= 0) {
+            has_payload = true;
+            zmq_msg_init(&extra);
+            bool more = zmq_msg_more(&payload);
+            while (more && zmq_msg_recv(&extra, sock, ZMQ_DONTWAIT) >= 0) {
+                extra_frames = true;
+                more = zmq_msg_more(&extra);
+            }
+            zmq_msg_close(&extra);
+        }
+        s_dispatch(l, origin, rt, &hdr_frame, has_payload ? &payload : NULL, extra_frames);
+        zmq_msg_close(&payload);
+        zmq_msg_close(&hdr_frame);
+    }
+    return 0;
+}
+
+/* --- loop -------------------------------------------------------------- */
+
+static int
+s_hello_encode(wk_link_t *l, const wk_runtime_t *rt, proto_buf_t *out)
+{
+    size_t n = 0;
+    const wk_service_t *const *svcs = wk_runtime_services(rt, &n);
+    proto_span_t names[PROTO_BK_MAX_SERVICES];
+    if (n > PROTO_BK_MAX_SERVICES)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        names[i] = proto_span(svcs[i]->name, strlen(svcs[i]->name));
+    return proto_bk_encode_hello(out, proto_span(l->worker_id, strlen(l->worker_id)), names, n);
+}
+
+static void
+s_hello_send(wk_link_t *l, const proto_buf_t *hello)
+{
+    for (size_t i = 0; i < l->n_gw; i++) {
+        if (zmq_send(l->gw[i].sock, proto_buf_payload(hello), hello->len, ZMQ_DONTWAIT) < 0) {
+            l->st.tx_dropped++;
+            s_log_limited(l, "gateway %s: HELLO not queued (%s)", l->gw[i].endpoint,
+                          zmq_strerror(errno));
+        } else {
+            l->st.hello++;
+        }
+    }
+}
+
+int
+wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
+{
+    int rc = -1;
+    proto_buf_t hello;
+    proto_buf_init(&hello, 0);
+    if (s_hello_encode(l, rt, &hello) != 0) {
+        fprintf(stderr, "wsgate-worker: cannot encode HELLO\n");
+        goto out_free_hello;
+    }
+    size_t n_items = l->n_gw + (stop_fd >= 0 ? 1 : 0);
+    zmq_pollitem_t *items = calloc(n_items, sizeof *items);
+    if (!items) {
+        fprintf(stderr, "wsgate-worker: out of memory\n");
+        goto out_free_hello;
+    }
+    for (size_t i = 0; i < l->n_gw; i++) {
+        items[i].socket = l->gw[i].sock;
+        items[i].events = ZMQ_POLLIN;
+    }
+    if (stop_fd >= 0) {
+        items[l->n_gw].fd = stop_fd;
+        items[l->n_gw].events = ZMQ_POLLIN;
+    }
+
+    uint64_t next_hello = 0; /* now: HELLO right after connect */
+    for (;;) {
+        uint64_t now = s_now_ms();
+        wk_runtime_tick(rt, now);
+        if (now >= next_hello) {
+            s_hello_send(l, &hello);
+            next_hello = now + l->hello_ms;
+        }
+        uint64_t deadline = wk_runtime_next_deadline(rt);
+        if (deadline > next_hello)
+            deadline = next_hello;
+        long timeout = deadline > now ? (long)(deadline - now) : 0;
+
+        if (zmq_poll(items, (int)n_items, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "wsgate-worker: zmq_poll: %s\n", zmq_strerror(errno));
+            goto out_free_items;
+        }
+        if (stop_fd >= 0 && (items[l->n_gw].revents & ZMQ_POLLIN)) {
+            rc = 0;
+            goto out_free_items;
+        }
+        /* Stamp this batch's idle times with the time it arrived. */
+        wk_runtime_tick(rt, s_now_ms());
+        for (size_t i = 0; i < l->n_gw; i++) {
+            if ((items[i].revents & ZMQ_POLLIN) && s_read(l, (uint32_t)i, rt) != 0)
+                goto out_free_items;
+        }
+        /* Outputs are sent as behaviours produce them (ZeroMQ's I/O thread
+         * flushes), so draining the runtime is all there is to do. */
+        while (wk_runtime_run(rt, WK_LINK_RUN_BUDGET) > 0)
+            ;
+    }
+
+out_free_items:
+    free(items);
+out_free_hello:
+    proto_buf_fini(&hello);
+    return rc;
+}

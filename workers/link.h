@@ -1,0 +1,71 @@
+/*
+ * link.h - the worker's ZeroMQ side: one DEALER per gateway.
+ *
+ * The link connects a DEALER to every gateway endpoint, announces the
+ * worker with HELLO right away and then every hello_ms (the heartbeat, and
+ * how a restarted gateway relearns its workers), decodes what the gateways
+ * send and delivers it to a runtime, and sends the runtime's outputs back
+ * on the link they belong to. It never blocks on a send: a full queue
+ * drops the message (counted), and the gateway times the request out.
+ *
+ * A link is used by one thread, the one that runs its runtime.
+ */
+#ifndef WSGATE_LINK_H
+#define WSGATE_LINK_H
+
+#include "actor.h"
+
+#define WK_LINK_DEFAULT_HELLO_MS 1000
+#define WK_LINK_HWM 100000
+
+typedef struct wk_link wk_link_t;
+
+typedef struct {
+    const char *const *endpoints; /* borrowed for wk_link_new only */
+    size_t n_endpoints;
+    const char *worker_id; /* 1..PROTO_BK_WORKER_ID_MAX bytes; copied */
+    uint64_t hello_ms;     /* 0: WK_LINK_DEFAULT_HELLO_MS */
+    bool verbose;          /* log debug lines (WELCOME, ...) */
+} wk_link_cfg_t;
+
+typedef struct {
+    uint64_t rx;          /* messages received */
+    uint64_t malformed;   /* undecodable headers, wrong frame counts */
+    uint64_t bad_version; /* headers of another protocol version */
+    uint64_t unexpected;  /* well-formed, but not a type a worker receives */
+    uint64_t welcome;     /* WELCOME messages */
+    uint64_t refused;     /* deliveries the runtime refused (it answered or counted them) */
+    uint64_t tx;          /* messages sent */
+    uint64_t tx_dropped;  /* sends that failed: queue full, bad origin, no memory */
+    uint64_t hello;       /* HELLOs queued */
+} wk_link_stats_t;
+
+/*
+ * Creates the ZeroMQ context and connects one DEALER per endpoint (the
+ * endpoint's index is the `origin` of its messages). NULL on bad
+ * arguments, an endpoint ZeroMQ rejects, or out of memory; the reason is
+ * printed to stderr.
+ */
+wk_link_t *wk_link_new(const wk_link_cfg_t *cfg);
+
+/* Closes the sockets (linger 0: queued messages are dropped) and the
+ * context. Accepts NULL; sets *link_p to NULL. */
+void wk_link_destroy(wk_link_t **link_p);
+
+/*
+ * The runtime output that sends on this link: pass it to wk_runtime_new()
+ * with the link as out_ctx.
+ */
+extern const wk_out_t wk_link_out;
+
+/*
+ * Runs the loop: HELLOs, receive and deliver to rt (borrowed; its outputs
+ * must go to this link), run rt until it drains, passivate idle actors.
+ * Returns 0 when stop_fd (or -1 for none) becomes readable, without
+ * reading it; -1 on a ZeroMQ failure that cannot be retried.
+ */
+int wk_link_run(wk_link_t *link, wk_runtime_t *rt, int stop_fd);
+
+void wk_link_stats(const wk_link_t *link, wk_link_stats_t *out);
+
+#endif
