@@ -11,17 +11,18 @@
 #include "../protocol/rendezvous.h"
 #include "log.h"
 
-#define GW_MAX_WORKERS 256
 #define GW_MAX_SERVICES 256
 #define GW_PUMP_BUDGET 4096 /* messages per pump before letting lws run */
 
 typedef struct {
     bool live;
+    bool draining;      /* sent DRAIN: keeps its work, gets no new keys */
     uint8_t ident[256]; /* ROUTER routing id of the worker's DEALER */
     size_t ident_len;
     char id[PROTO_BK_WORKER_ID_MAX + 1];
     uint64_t seed;
     char (*svcs)[PROTO_SVC_MAX + 1];
+    uint32_t *svc_flags; /* PROTO_BK_SVC_*, one per service */
     unsigned n_svcs;
     uint64_t last_hello_ms;
     uint64_t requests;
@@ -31,6 +32,7 @@ typedef struct {
 typedef struct {
     char name[PROTO_SVC_MAX + 1];
     size_t name_len;
+    bool retry_safe; /* some worker declared it PROTO_BK_SVC_RETRY_SAFE */
     unsigned n;
     int slots[GW_MAX_WORKERS];
     uint64_t seeds[GW_MAX_WORKERS];
@@ -46,7 +48,8 @@ struct gw_backend {
     ev_io io;
     ev_prepare prepare;
     ev_idle idle;
-    bool dirty; /* the socket was used since ZMQ_EVENTS was last read */
+    ev_timer heartbeat; /* checks for workers whose HELLOs stopped */
+    bool dirty;         /* the socket was used since ZMQ_EVENTS was last read */
     gw_worker_t workers[GW_MAX_WORKERS];
     unsigned n_live;
     gw_service_t *services;
@@ -70,7 +73,7 @@ s_rebuild_index(gw_backend_t *b)
     for (i = 0; i < GW_MAX_WORKERS; i++) {
         gw_worker_t *w = &b->workers[i];
 
-        if (!w->live)
+        if (!w->live || w->draining)
             continue;
         for (j = 0; j < w->n_svcs; j++) {
             size_t len = strlen(w->svcs[j]);
@@ -86,7 +89,10 @@ s_rebuild_index(gw_backend_t *b)
                 memcpy(s->name, w->svcs[j], len + 1);
                 s->name_len = len;
                 s->n = 0;
+                s->retry_safe = false;
             }
+            if (w->svc_flags[j] & PROTO_BK_SVC_RETRY_SAFE)
+                s->retry_safe = true;
             s->slots[s->n] = (int)i;
             s->seeds[s->n] = w->seed;
             s->n++;
@@ -103,12 +109,18 @@ s_forget(gw_backend_t *b, int slot, const char *why)
         return;
     gw_log(GW_LOG_INFO, "worker %s left (%s)", w->id, why);
     w->live = false;
+    w->draining = false;
     free(w->svcs);
     w->svcs = NULL;
+    free(w->svc_flags);
+    w->svc_flags = NULL;
     w->n_svcs = 0;
     b->n_live--;
     b->m->workers_left++;
     s_rebuild_index(b);
+    /* Last: what the gateway does with the worker's requests may route
+     * them again, and must see the membership without this worker. */
+    gw_on_worker_lost(b->gw, slot);
 }
 
 static void
@@ -154,6 +166,16 @@ s_send_frames(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const pro
     return 0;
 }
 
+static uint32_t *
+s_copy_flags(const proto_bk_t *hdr)
+{
+    uint32_t *flags = calloc(hdr->list_count ? hdr->list_count : 1, sizeof(*flags));
+
+    for (uint32_t i = 0; flags && i < hdr->list_count; i++)
+        flags[i] = proto_bk_svc_flags(hdr, i);
+    return flags;
+}
+
 static char (*s_copy_services(const proto_bk_t *hdr))[PROTO_SVC_MAX + 1]
 {
     char(*svcs)[PROTO_SVC_MAX + 1] = calloc(hdr->list_count ? hdr->list_count : 1, sizeof(*svcs));
@@ -179,7 +201,8 @@ s_same_services(const gw_worker_t *w, const proto_bk_t *hdr)
     if (hdr->list_count != w->n_svcs)
         return false;
     while (proto_bk_next_str(hdr, &pos, &s)) {
-        if (strlen(w->svcs[n]) != s.len || memcmp(w->svcs[n], s.ptr, s.len))
+        if (strlen(w->svcs[n]) != s.len || memcmp(w->svcs[n], s.ptr, s.len) ||
+            w->svc_flags[n] != proto_bk_svc_flags(hdr, (uint32_t)n))
             return false;
         n++;
     }
@@ -199,14 +222,21 @@ s_on_hello(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const proto_
         if (!s_same_services(w, hdr)) {
             /* A worker changes what it offers by saying so in a HELLO. */
             char(*svcs)[PROTO_SVC_MAX + 1] = s_copy_services(hdr);
+            uint32_t *flags = s_copy_flags(hdr);
 
-            if (svcs) {
+            if (svcs && flags) {
                 free(w->svcs);
+                free(w->svc_flags);
                 w->svcs = svcs;
+                w->svc_flags = flags;
+                svcs = NULL;
+                flags = NULL;
                 w->n_svcs = hdr->list_count;
                 s_rebuild_index(b);
                 gw_log(GW_LOG_INFO, "worker %s now offers %u services", w->id, w->n_svcs);
             }
+            free(svcs);
+            free(flags);
         }
         goto welcome;
     }
@@ -221,8 +251,14 @@ s_on_hello(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const proto_
     w = &b->workers[i];
     memset(w, 0, sizeof(*w));
     w->svcs = s_copy_services(hdr);
-    if (!w->svcs)
+    w->svc_flags = s_copy_flags(hdr);
+    if (!w->svcs || !w->svc_flags) {
+        free(w->svcs);
+        free(w->svc_flags);
+        w->svcs = NULL;
+        w->svc_flags = NULL;
         return;
+    }
     w->n_svcs = hdr->list_count;
     memcpy(w->ident, ident, ident_len);
     w->ident_len = ident_len;
@@ -239,6 +275,33 @@ welcome:
     /* Every HELLO is answered: the worker's heartbeat from this side. */
     proto_buf_reset(&b->scratch);
     if (proto_bk_encode_welcome(&b->scratch, proto_span(b->cfg->id, strlen(b->cfg->id))) == 0)
+        s_send_frames(b, ident, ident_len, &b->scratch, proto_span(NULL, 0));
+}
+
+/*
+ * DRAIN: the worker keeps what it holds but gets no new keys; DRAINING
+ * tells it that nothing sent before it is still on the way (one pipe, in
+ * order), so once its mailboxes are empty it can say BYE and go.
+ */
+static void
+s_on_leaving(gw_backend_t *b, const uint8_t *ident, size_t ident_len, uint32_t type)
+{
+    int slot = s_find(b, ident, ident_len);
+
+    if (slot < 0)
+        return;
+    if (type == PROTO_BK_BYE) {
+        s_forget(b, slot, "bye");
+        return;
+    }
+    if (!b->workers[slot].draining) {
+        b->workers[slot].draining = true;
+        b->m->workers_drained++;
+        s_rebuild_index(b);
+        gw_log(GW_LOG_INFO, "worker %s is draining", b->workers[slot].id);
+    }
+    proto_buf_reset(&b->scratch);
+    if (proto_bk_encode_bare(&b->scratch, PROTO_BK_DRAINING) == 0)
         s_send_frames(b, ident, ident_len, &b->scratch, proto_span(NULL, 0));
 }
 
@@ -291,6 +354,8 @@ s_recv_one(gw_backend_t *b)
     }
     if (hdr.type == PROTO_BK_HELLO) {
         s_on_hello(b, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr);
+    } else if (hdr.type == PROTO_BK_DRAIN || hdr.type == PROTO_BK_BYE) {
+        s_on_leaving(b, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), hdr.type);
     } else if (hdr.type == PROTO_BK_REPLY || hdr.type == PROTO_BK_ERROR ||
                hdr.type == PROTO_BK_SEND || hdr.type == PROTO_BK_CLOSE) {
         proto_span_t payload = proto_span(NULL, 0);
@@ -361,6 +426,14 @@ s_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 }
 
 static void
+s_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    s_expire(w->data);
+}
+
+static void
 s_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
 {
     (void)loop;
@@ -372,7 +445,8 @@ gw_backend_t *
 gw_backend_new(gw_t *gw, const gw_config_t *cfg, gw_metrics_t *metrics, void *ev_loop)
 {
     gw_backend_t *b = calloc(1, sizeof(*b));
-    int one = 1, zero = 0, hwm = 100000, fd;
+    int one = 1, zero = 0, hwm = 100000, hb_ivl = 1000, hb_timeout = 3000, fd;
+    double hb_check;
     size_t fdsz = sizeof(fd);
 
     if (!b)
@@ -397,6 +471,10 @@ gw_backend_new(gw_t *gw, const gw_config_t *cfg, gw_metrics_t *metrics, void *ev
     zmq_setsockopt(b->sock, ZMQ_LINGER, &zero, sizeof(zero));
     zmq_setsockopt(b->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(b->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    /* ZeroMQ's own heartbeats find a TCP link that died without a FIN (a
+     * cut cable, a frozen host) and drop it, so the worker reconnects. */
+    zmq_setsockopt(b->sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof(hb_ivl));
+    zmq_setsockopt(b->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof(hb_timeout));
     if (zmq_bind(b->sock, cfg->backend) < 0) {
         fprintf(stderr, "wsgate: cannot bind backend %s: %s\n", cfg->backend,
                 zmq_strerror(zmq_errno()));
@@ -412,6 +490,13 @@ gw_backend_new(gw_t *gw, const gw_config_t *cfg, gw_metrics_t *metrics, void *ev
     ev_prepare_start(b->loop, &b->prepare);
     ev_idle_init(&b->idle, s_idle_cb);
     b->idle.data = b;
+    /* A dead worker's requests are answered when it is found dead, so the
+     * check cannot wait for traffic: a sixth of the timeout, 50 ms..1 s. */
+    hb_check = cfg->worker_timeout_ms / 6000.0;
+    hb_check = hb_check < 0.05 ? 0.05 : hb_check > 1.0 ? 1.0 : hb_check;
+    ev_timer_init(&b->heartbeat, s_heartbeat_cb, hb_check, hb_check);
+    b->heartbeat.data = b;
+    ev_timer_start(b->loop, &b->heartbeat);
     b->dirty = true;
     return b;
 
@@ -437,10 +522,13 @@ gw_backend_destroy(gw_backend_t **self_p)
     ev_io_stop(b->loop, &b->io);
     ev_prepare_stop(b->loop, &b->prepare);
     ev_idle_stop(b->loop, &b->idle);
+    ev_timer_stop(b->loop, &b->heartbeat);
     zmq_close(b->sock);
     zmq_ctx_term(b->zctx);
-    for (i = 0; i < GW_MAX_WORKERS; i++)
+    for (i = 0; i < GW_MAX_WORKERS; i++) {
         free(b->workers[i].svcs);
+        free(b->workers[i].svc_flags);
+    }
     free(b->services);
     proto_buf_fini(&b->scratch);
     free(b);
@@ -448,7 +536,7 @@ gw_backend_destroy(gw_backend_t **self_p)
 }
 
 int
-gw_backend_route(gw_backend_t *b, proto_span_t svc, proto_span_t key)
+gw_backend_route(gw_backend_t *b, proto_span_t svc, proto_span_t key, bool *retry_safe)
 {
     uint64_t now = s_now_ms(b);
     unsigned k;
@@ -462,6 +550,8 @@ gw_backend_route(gw_backend_t *b, proto_span_t svc, proto_span_t key)
         if (s->name_len != svc.len || memcmp(s->name, svc.ptr, svc.len))
             continue;
         i = proto_rdv_pick(s->seeds, s->n, proto_rdv_key(svc, key));
+        if (retry_safe)
+            *retry_safe = s->retry_safe;
         return i < 0 ? -1 : s->slots[i];
     }
     return -1;
@@ -490,7 +580,7 @@ gw_backend_send(gw_backend_t *b, int worker, const proto_buf_t *hdr, proto_span_
 int
 gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key, const proto_buf_t *hdr)
 {
-    int w = gw_backend_route(b, svc, key);
+    int w = gw_backend_route(b, svc, key, NULL);
 
     if (w < 0)
         return -1;

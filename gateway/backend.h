@@ -19,13 +19,16 @@
 
 typedef struct gw_backend gw_backend_t;
 
+#define GW_MAX_WORKERS 256 /* worker slots are 0..GW_MAX_WORKERS-1 */
+
 gw_backend_t *gw_backend_new(gw_t *gw, const gw_config_t *cfg, gw_metrics_t *metrics,
                              void *ev_loop);
 void gw_backend_destroy(gw_backend_t **self_p);
 
-/* Picks the live worker for (svc, key): its slot, or -1 when no live
- * worker offers svc. */
-int gw_backend_route(gw_backend_t *b, proto_span_t svc, proto_span_t key);
+/* Picks the live, non-draining worker for (svc, key): its slot, or -1 when
+ * none offers svc. *retry_safe (if not NULL) says whether the service's
+ * requests may be sent again to another worker. */
+int gw_backend_route(gw_backend_t *b, proto_span_t svc, proto_span_t key, bool *retry_safe);
 
 /* Sends [header][payload] (payload may be empty: no frame) to a worker.
  * 0; -1 when the worker's queue is full (caller answers `overloaded`);

@@ -30,7 +30,12 @@ typedef struct gw_req {
     uint64_t rid;
     uint64_t conn;
     uint64_t deadline_ms;
-    struct gw_req *prev, *next; /* deadline order: all share one timeout */
+    struct gw_req *prev, *next;   /* deadline order: all share one timeout */
+    struct gw_req *wprev, *wnext; /* the requests its worker holds */
+    int worker;                   /* slot, -1 while not held */
+    uint32_t retry_hdr_len;
+    uint32_t retry_len;
+    uint8_t *retry; /* retry-safe service: REQ header + payload, owned */
     proto_id_t id;
 } gw_req_t;
 
@@ -44,6 +49,7 @@ struct gw {
     gw_idmap_t reqs;
     gw_req_t *req_head, *req_tail;
     gw_req_t *req_free;                   /* recycled entries */
+    gw_req_t *wreqs[GW_MAX_WORKERS];      /* requests each worker slot holds */
     gw_conn_t *alive_head, *alive_tail;   /* ordered by last_rx_ms */
     gw_conn_t *pinged_head, *pinged_tail; /* pinged, awaiting any frame */
     uint64_t next_conn_id;
@@ -321,8 +327,38 @@ s_req_unlink(gw_t *gw, gw_req_t *r)
 }
 
 static void
+s_req_wlink(gw_t *gw, gw_req_t *r, int worker)
+{
+    r->worker = worker;
+    r->wprev = NULL;
+    r->wnext = gw->wreqs[worker];
+    if (r->wnext)
+        r->wnext->wprev = r;
+    gw->wreqs[worker] = r;
+}
+
+static void
+s_req_wunlink(gw_t *gw, gw_req_t *r)
+{
+    if (r->worker < 0)
+        return;
+    if (r->wprev)
+        r->wprev->wnext = r->wnext;
+    else
+        gw->wreqs[r->worker] = r->wnext;
+    if (r->wnext)
+        r->wnext->wprev = r->wprev;
+    r->wprev = r->wnext = NULL;
+    r->worker = -1;
+}
+
+/* r must be out of the id map and the deadline list already. */
+static void
 s_req_free(gw_t *gw, gw_req_t *r)
 {
+    s_req_wunlink(gw, r);
+    free(r->retry);
+    r->retry = NULL;
     r->next = gw->req_free;
     gw->req_free = r;
     gw->m.inflight--;
@@ -381,7 +417,7 @@ s_raw_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
         goto overloaded;
     /* A worker found unreachable is forgotten by the send: route again. */
     for (tries = 0; tries < 2 && rc == -2; tries++) {
-        w = gw_backend_route(gw->backend, svc_s, key);
+        w = gw_backend_route(gw->backend, svc_s, key, NULL);
         if (w < 0)
             break;
         rc = gw_backend_send(gw->backend, w, &gw->hdr, proto_span(p, len));
@@ -411,8 +447,9 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
     char keybuf[GW_CONN_KEY_MAX];
     proto_span_t key;
     proto_rc_t rc;
+    bool retry_safe = false;
     gw_req_t *r;
-    int w, sent = -2, tries;
+    int w = -1, sent = -2, tries;
 
     memset(&env, 0, sizeof(env));
     if (binary != (c->kind == GW_CONN_MSGPACK)) {
@@ -442,40 +479,55 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
         s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
         return;
     }
-    for (tries = 0; tries < 2 && sent == -2; tries++) {
-        w = gw_backend_route(gw->backend, env.svc, key);
-        if (w < 0)
-            break;
-        sent = gw_backend_send(gw->backend, w, &gw->hdr, env.data);
-    }
-    if (sent == -1) {
-        s_req_err(gw, c, &env.id, PROTO_ERR_OVERLOADED, "the worker's queue is full");
-        return;
-    }
-    if (sent != 0) {
-        s_req_err(gw, c, &env.id, PROTO_ERR_NO_SERVICE, "no worker offers this service");
-        return;
-    }
-    gw->m.requests++;
+    /* Allocated before it is sent, so nothing sent is ever untracked. */
     if (gw->req_free) {
         r = gw->req_free;
         gw->req_free = r->next;
     } else if (!(r = malloc(sizeof(*r)))) {
-        /* The request went out but cannot be tracked: its reply will be
-         * counted as unknown. Tell the client now rather than never. */
         s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
         return;
     }
-    r->rid = gw->next_rid++;
+    memset(r, 0, sizeof(*r));
+    r->worker = -1;
+    r->rid = gw->next_rid;
     r->conn = c->id;
     r->id = env.id;
-    r->deadline_ms = gw_now_ms(gw) + gw->cfg.request_timeout_ms;
-    if (gw_idmap_put(&gw->reqs, r->rid, r)) {
-        r->next = gw->req_free;
-        gw->req_free = r;
-        s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
+    gw->m.inflight++; /* s_req_free() takes it back on every path */
+    for (tries = 0; tries < 2 && sent == -2; tries++) {
+        w = gw_backend_route(gw->backend, env.svc, key, &retry_safe);
+        if (w < 0)
+            break;
+        sent = gw_backend_send(gw->backend, w, &gw->hdr, env.data);
+    }
+    if (sent == 0 && gw_idmap_put(&gw->reqs, r->rid, r))
+        sent = -3;
+    if (sent != 0) {
+        s_req_free(gw, r);
+        if (sent == -1)
+            s_req_err(gw, c, &env.id, PROTO_ERR_OVERLOADED, "the worker's queue is full");
+        else if (sent == -3)
+            /* It went out but cannot be tracked: its reply will count as
+             * unknown. Say so now rather than never. */
+            s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
+        else
+            s_req_err(gw, c, &env.id, PROTO_ERR_NO_SERVICE, "no worker offers this service");
         return;
     }
+    gw->next_rid++;
+    gw->m.requests++;
+    s_req_wlink(gw, r, w);
+    if (retry_safe) {
+        /* Kept so it can go to another worker if this one dies. */
+        r->retry = malloc(gw->hdr.len + env.data.len + 1);
+        if (r->retry) {
+            memcpy(r->retry, proto_buf_payload(&gw->hdr), gw->hdr.len);
+            if (env.data.len)
+                memcpy(r->retry + gw->hdr.len, env.data.ptr, env.data.len);
+            r->retry_hdr_len = (uint32_t)gw->hdr.len;
+            r->retry_len = (uint32_t)(gw->hdr.len + env.data.len);
+        }
+    }
+    r->deadline_ms = gw_now_ms(gw) + gw->cfg.request_timeout_ms;
     r->prev = gw->req_tail;
     r->next = NULL;
     if (gw->req_tail)
@@ -483,9 +535,55 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
     else
         gw->req_head = r;
     gw->req_tail = r;
-    gw->m.inflight++;
     c->inflight++;
     s_req_timer_arm(gw);
+}
+
+/* Sends a retry-safe request again, to whoever owns its key now. */
+static int
+s_req_resend(gw_t *gw, gw_req_t *r)
+{
+    proto_buf_t hdr = {r->retry, 0, r->retry_hdr_len, r->retry_hdr_len};
+    proto_span_t payload = proto_span(r->retry + r->retry_hdr_len, r->retry_len - r->retry_hdr_len);
+    const char *err;
+    proto_bk_t h;
+    int tries, w, rc = -2;
+
+    if (proto_bk_decode(r->retry, r->retry_hdr_len, &h, &err) != PROTO_OK)
+        return -1;
+    for (tries = 0; tries < 2 && rc == -2; tries++) {
+        w = gw_backend_route(gw->backend, h.svc, h.key, NULL);
+        if (w < 0)
+            return -1;
+        rc = gw_backend_send(gw->backend, w, &hdr, payload);
+        if (rc == 0)
+            s_req_wlink(gw, r, w);
+    }
+    return rc;
+}
+
+void
+gw_on_worker_lost(gw_t *gw, int worker)
+{
+    gw_req_t *r;
+    gw_conn_t *c;
+
+    while ((r = gw->wreqs[worker])) {
+        s_req_wunlink(gw, r);
+        if (r->retry && s_req_resend(gw, r) == 0) {
+            gw->m.retried++;
+            continue;
+        }
+        s_req_unlink(gw, r);
+        gw_idmap_del(&gw->reqs, r->rid);
+        c = gw_idmap_get(&gw->conns, r->conn);
+        if (c) {
+            c->inflight--;
+            s_req_err(gw, c, &r->id, PROTO_ERR_UNAVAILABLE,
+                      "the worker holding the request is gone");
+        }
+        s_req_free(gw, r);
+    }
 }
 
 /* One whole message. Returns 0 or a close code. */
@@ -960,6 +1058,7 @@ gw_destroy(gw_t **self_p)
     gw_backend_destroy(&gw->backend);
     while ((r = gw->req_head)) {
         gw->req_head = r->next;
+        free(r->retry);
         free(r);
     }
     while ((r = gw->req_free)) {

@@ -126,6 +126,10 @@ uint64_t gw_now_ms(gw_t *gw);
 
 /* A decoded message from worker slot `worker` (not HELLO). */
 void gw_on_backend(gw_t *gw, int worker, const proto_bk_t *hdr, proto_span_t payload);
+/* Worker `worker` is gone (no HELLO in time, unreachable, or BYE): every
+ * request it held is sent again (retry-safe services) or answered
+ * `unavailable`. Membership no longer includes it. */
+void gw_on_worker_lost(gw_t *gw, int worker);
 
 /* --- offered by ws.c ----------------------------------------------------- */
 

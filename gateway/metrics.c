@@ -97,5 +97,10 @@ gw_metrics_render_counters(const gw_metrics_t *m, unsigned workers_live, proto_b
                    m->workers_joined);
     rc |= s_metric(out, "wsgate_workers_left_total", "counter", "Workers forgotten.",
                    m->workers_left);
+    rc |= s_metric(out, "wsgate_workers_drained_total", "counter",
+                   "Workers that announced a drain.", m->workers_drained);
+    rc |= s_metric(out, "wsgate_requests_retried_total", "counter",
+                   "Requests of a lost worker sent again to another (retry-safe services).",
+                   m->retried);
     return rc ? -1 : 0;
 }

@@ -42,7 +42,8 @@ typedef struct {
     uint64_t backend_malformed;
     uint64_t backend_bad_version;
     uint64_t backend_send_failed;
-    uint64_t workers_joined, workers_left;
+    uint64_t workers_joined, workers_left, workers_drained;
+    uint64_t retried;  /* requests of a lost worker sent to another */
     uint64_t inflight; /* gauge */
 } gw_metrics_t;
 

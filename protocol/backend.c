@@ -152,6 +152,29 @@ s_list(s_dec_t *d, proto_bk_t *hdr, bool want_str, uint32_t max)
     return PROTO_OK;
 }
 
+/* HELLO's optional per-service flags: uints, exactly one per service. */
+static proto_rc_t
+s_svc_flags(s_dec_t *d, proto_bk_t *hdr)
+{
+    const uint8_t *start;
+    uint32_t n;
+
+    if (s_next(d) != PROTO_OK)
+        return PROTO_MALFORMED;
+    if (mpk_read_array(&d->r, &n) != PROTO_OK || n != hdr->list_count)
+        return s_fail(d, PROTO_MALFORMED, "invalid service flags");
+    start = d->r.p;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t u;
+
+        if (mpk_read_uint(&d->r, &u) != PROTO_OK || u > UINT32_MAX)
+            return s_fail(d, PROTO_MALFORMED, "invalid service flags");
+    }
+    hdr->svc_flags = proto_span(start, (size_t)(d->r.p - start));
+    hdr->svc_flags_count = n;
+    return PROTO_OK;
+}
+
 /* Reads the fields of hdr->type in order. Each reader sets *err; the first
  * failure's code is returned as is, so TOO_BIG stays TOO_BIG. */
 static proto_rc_t
@@ -169,6 +192,12 @@ s_fields(s_dec_t *d, proto_bk_t *h)
     case PROTO_BK_HELLO:
         S_FIELD(s_id(d, &h->id));
         S_FIELD(s_list(d, h, true, PROTO_BK_MAX_SERVICES));
+        if (d->left > 0)
+            S_FIELD(s_svc_flags(d, h));
+        break;
+    case PROTO_BK_DRAIN:
+    case PROTO_BK_BYE:
+    case PROTO_BK_DRAINING:
         break;
     case PROTO_BK_REPLY:
         S_FIELD(s_uint(d, &h->rid, "invalid rid"));
@@ -285,6 +314,22 @@ proto_bk_next_uint(const proto_bk_t *hdr, size_t *pos, uint64_t *out)
     return true;
 }
 
+uint32_t
+proto_bk_svc_flags(const proto_bk_t *hdr, uint32_t i)
+{
+    mpk_reader_t r;
+    uint64_t u = 0;
+
+    if (i >= hdr->svc_flags_count)
+        return 0;
+    /* uints were validated; walk to the i-th (services are at most 64) */
+    mpk_reader_init(&r, hdr->svc_flags.ptr, hdr->svc_flags.len);
+    for (uint32_t k = 0; k <= i; k++)
+        if (mpk_read_uint(&r, &u) != PROTO_OK)
+            return 0;
+    return (uint32_t)u;
+}
+
 /* ---- encoders: each appends a whole header or nothing ----
  *
  * Writes are chained with || so they happen in order and stop at the
@@ -315,18 +360,33 @@ s_end(proto_buf_t *out, size_t mark, bool failed)
 
 int
 proto_bk_encode_hello(proto_buf_t *out, proto_span_t worker_id, const proto_span_t *svcs,
-                      size_t n_svcs)
+                      const uint32_t *svc_flags, size_t n_svcs)
 {
     size_t mark = out->len;
     bool failed;
 
     if (n_svcs > UINT32_MAX)
         return -1;
-    failed = s_begin(out, 4, PROTO_BK_HELLO) || s_str_w(out, worker_id) ||
+    failed = s_begin(out, svc_flags ? 5 : 4, PROTO_BK_HELLO) || s_str_w(out, worker_id) ||
              mpk_write_array(out, (uint32_t)n_svcs);
     for (size_t i = 0; i < n_svcs && !failed; i++)
         failed = s_str_w(out, svcs[i]);
+    if (svc_flags && !failed) {
+        failed = mpk_write_array(out, (uint32_t)n_svcs);
+        for (size_t i = 0; i < n_svcs && !failed; i++)
+            failed = mpk_write_uint(out, svc_flags[i]);
+    }
     return s_end(out, mark, failed);
+}
+
+int
+proto_bk_encode_bare(proto_buf_t *out, proto_bk_type_t type)
+{
+    size_t mark = out->len;
+
+    if (type != PROTO_BK_DRAIN && type != PROTO_BK_BYE && type != PROTO_BK_DRAINING)
+        return -1;
+    return s_end(out, mark, s_begin(out, 2, type));
 }
 
 int

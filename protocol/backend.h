@@ -22,21 +22,27 @@
 
 typedef enum {
     /* worker -> gateway */
-    PROTO_BK_HELLO = 1, /* [1, 1, worker_id, [svc...]] */
+    PROTO_BK_HELLO = 1, /* [1, 1, worker_id, [svc...], [svc_flags...]?] */
     PROTO_BK_REPLY = 2, /* [1, 2, rid] + payload: msgpack data */
     PROTO_BK_ERROR = 3, /* [1, 3, rid, code, msg] */
     PROTO_BK_SEND = 4,  /* [1, 4, [conn...], flags, svc] + payload */
     PROTO_BK_CLOSE = 5, /* [1, 5, conn, close_code, reason] */
+    PROTO_BK_DRAIN = 6, /* [1, 6]: route no new work to me */
+    PROTO_BK_BYE = 7,   /* [1, 7]: I am leaving now */
     /* gateway -> worker */
-    PROTO_BK_WELCOME = 32, /* [1, 32, gateway_id] */
-    PROTO_BK_OPEN = 33,    /* [1, 33, conn, svc, key, flags] */
-    PROTO_BK_REQ = 34,     /* [1, 34, rid, conn, svc, key, flags] + payload */
-    PROTO_BK_CLOSED = 35,  /* [1, 35, conn, svc, key, close_code] */
+    PROTO_BK_WELCOME = 32,  /* [1, 32, gateway_id] */
+    PROTO_BK_OPEN = 33,     /* [1, 33, conn, svc, key, flags] */
+    PROTO_BK_REQ = 34,      /* [1, 34, rid, conn, svc, key, flags] + payload */
+    PROTO_BK_CLOSED = 35,   /* [1, 35, conn, svc, key, close_code] */
+    PROTO_BK_DRAINING = 36, /* [1, 36]: DRAIN seen; nothing new will follow */
 } proto_bk_type_t;
 
 /* flags on OPEN, REQ and SEND */
 #define PROTO_BK_F_RAW 0x1  /* raw endpoint: payload is the client's bytes verbatim */
 #define PROTO_BK_F_TEXT 0x2 /* raw: a text frame (valid UTF-8); else binary */
+
+/* per-service flags in HELLO */
+#define PROTO_BK_SVC_RETRY_SAFE 0x1 /* a request may be sent again to another worker */
 
 /* A decoded header. Spans point into the header frame. */
 typedef struct {
@@ -46,13 +52,15 @@ typedef struct {
     uint64_t conn; /* OPEN, REQ, CLOSED, CLOSE */
     uint32_t flags;
     uint32_t close_code;
-    proto_span_t id;     /* HELLO worker id, WELCOME gateway id */
-    proto_span_t svc;    /* OPEN, REQ, CLOSED, SEND */
-    proto_span_t key;    /* OPEN, REQ, CLOSED */
-    proto_span_t code;   /* ERROR */
-    proto_span_t text;   /* ERROR message, CLOSE reason */
-    proto_span_t list;   /* HELLO: encoded strings; SEND: encoded uints */
-    uint32_t list_count; /* elements in list (validated) */
+    proto_span_t id;          /* HELLO worker id, WELCOME gateway id */
+    proto_span_t svc;         /* OPEN, REQ, CLOSED, SEND */
+    proto_span_t key;         /* OPEN, REQ, CLOSED */
+    proto_span_t code;        /* ERROR */
+    proto_span_t text;        /* ERROR message, CLOSE reason */
+    proto_span_t list;        /* HELLO: encoded strings; SEND: encoded uints */
+    uint32_t list_count;      /* elements in list (validated) */
+    proto_span_t svc_flags;   /* HELLO: encoded uints, one per service, or empty */
+    uint32_t svc_flags_count; /* 0 (absent) or list_count */
 } proto_bk_t;
 
 /*
@@ -68,10 +76,15 @@ proto_rc_t proto_bk_decode(const uint8_t *buf, size_t len, proto_bk_t *hdr, cons
 /* Iterate hdr->list: *pos starts at 0; returns false at the end. */
 bool proto_bk_next_str(const proto_bk_t *hdr, size_t *pos, proto_span_t *out);
 bool proto_bk_next_uint(const proto_bk_t *hdr, size_t *pos, uint64_t *out);
+/* The HELLO flags of service i (0 when the worker sent none). */
+uint32_t proto_bk_svc_flags(const proto_bk_t *hdr, uint32_t i);
 
 /* Encoders append one header to out. 0, or -1 when out of memory. */
+/* svc_flags: one per service, or NULL to send none. */
 int proto_bk_encode_hello(proto_buf_t *out, proto_span_t worker_id, const proto_span_t *svcs,
-                          size_t n_svcs);
+                          const uint32_t *svc_flags, size_t n_svcs);
+/* DRAIN, BYE and DRAINING: headers with no fields. */
+int proto_bk_encode_bare(proto_buf_t *out, proto_bk_type_t type);
 int proto_bk_encode_reply(proto_buf_t *out, uint64_t rid);
 int proto_bk_encode_error(proto_buf_t *out, uint64_t rid, proto_span_t code, proto_span_t msg);
 int proto_bk_encode_send(proto_buf_t *out, const uint64_t *conns, size_t n_conns, uint32_t flags,

@@ -367,11 +367,15 @@ s_hello_encode(wk_link_t *l, const wk_runtime_t *rt, proto_buf_t *out)
     size_t n = 0;
     const wk_service_t *const *svcs = wk_runtime_services(rt, &n);
     proto_span_t names[PROTO_BK_MAX_SERVICES];
+    uint32_t flags[PROTO_BK_MAX_SERVICES];
     if (n > PROTO_BK_MAX_SERVICES)
         return -1;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         names[i] = proto_span(svcs[i]->name, strlen(svcs[i]->name));
-    return proto_bk_encode_hello(out, proto_span(l->worker_id, strlen(l->worker_id)), names, n);
+        flags[i] = svcs[i]->flags;
+    }
+    return proto_bk_encode_hello(out, proto_span(l->worker_id, strlen(l->worker_id)), names, flags,
+                                 n);
 }
 
 static void

@@ -64,7 +64,13 @@ typedef struct wk_service {
     int (*handle_fn)(wk_actor_t *a, void *state, const wk_msg_t *m);
     /* Frees the state at passivation. May be NULL. */
     void (*stop_fn)(wk_actor_t *a, void *state);
+    /* WK_SVC_* flags, announced to the gateways in HELLO. */
+    uint32_t flags;
 } wk_service_t;
+
+/* The gateway may send a request again, to another worker, when the worker
+ * holding it dies: only for services whose requests are idempotent. */
+#define WK_SVC_RETRY_SAFE 0x1 /* == PROTO_BK_SVC_RETRY_SAFE */
 
 /* The actor's key (borrowed, valid while the actor lives) and service. */
 proto_span_t wk_actor_key(const wk_actor_t *a);

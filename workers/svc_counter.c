@@ -64,4 +64,5 @@ counter_stop(wk_actor_t *a, void *state)
     free(state);
 }
 
-const wk_service_t wk_svc_counter = {"counter", counter_start, counter_handle, counter_stop};
+/* Not retry-safe: a replayed increment would count twice. */
+const wk_service_t wk_svc_counter = {"counter", counter_start, counter_handle, counter_stop, 0};

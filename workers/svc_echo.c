@@ -38,4 +38,5 @@ echo_handle(wk_actor_t *a, void *state, const wk_msg_t *m)
     return wk_reply(a, m, m->data.ptr, m->data.len);
 }
 
-const wk_service_t wk_svc_echo = {"echo", echo_start, echo_handle, NULL};
+/* Echo has no effects: answering a request twice is harmless. */
+const wk_service_t wk_svc_echo = {"echo", echo_start, echo_handle, NULL, WK_SVC_RETRY_SAFE};

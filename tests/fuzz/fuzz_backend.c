@@ -35,7 +35,7 @@ s_reencode(const proto_bk_t *h, proto_buf_t *out)
         while (proto_bk_next_str(h, &pos, &svcs[n]))
             n++;
         CHECK(n == h->list_count && pos == h->list.len);
-        return proto_bk_encode_hello(out, h->id, svcs, n);
+        return proto_bk_encode_hello(out, h->id, svcs, NULL, n);
     case PROTO_BK_REPLY:
         return proto_bk_encode_reply(out, h->rid);
     case PROTO_BK_ERROR:

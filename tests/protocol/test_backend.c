@@ -75,7 +75,7 @@ test_reference_bytes(void **state)
     assert_int_equal(proto_bk_encode_req(&b, 5, 9, s_cspan("chat"), s_cspan("k"), PROTO_BK_F_RAW),
                      0);
     s_expect(&b, "97 01 22 05 09 a4 63 68 61 74 a1 6b 01");
-    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w1"), svcs, 2), 0);
+    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w1"), svcs, NULL, 2), 0);
     s_expect(&b, "94 01 01 a2 77 31 92 a1 61 a3 62 2e 63");
     assert_int_equal(proto_bk_encode_send(&b, conns, 3, 2, s_cspan("s")), 0);
     s_expect(&b, "95 01 04 93 01 cd 01 2c cf 00 00 01 00 00 00 00 00 02 a1 73");
@@ -98,7 +98,7 @@ test_reference_bytes(void **state)
     assert_int_equal(proto_bk_encode_reply(&b, 5), 0);
     s_expect(&b, "93 01 02 05");
     proto_span_t doc_svcs[2] = {s_cspan("echo"), s_cspan("counter")};
-    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("worker-1"), doc_svcs, 2), 0);
+    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("worker-1"), doc_svcs, NULL, 2), 0);
     s_expect(&b, "94 01 01 a8 77 6f 72 6b 65 72 2d 31 92 a4 65 63 68 6f a7 63 6f 75 6e 74 65 72");
     assert_int_equal(proto_bk_encode_error(&b, 5, s_cspan("overloaded"), s_cspan("mailbox full")),
                      0);
@@ -143,7 +143,7 @@ test_roundtrip_every_type(void **state)
     (void)state;
     proto_buf_init(&b, 16);
 
-    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("worker-7"), svcs, 3), 0);
+    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("worker-7"), svcs, NULL, 3), 0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
     assert_int_equal(h.type, PROTO_BK_HELLO);
     assert_true(s_span_is(h.id, "worker-7"));
@@ -158,7 +158,7 @@ test_roundtrip_every_type(void **state)
     assert_int_equal(pos, h.list.len);
 
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w"), NULL, 0), 0);
+    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w"), NULL, NULL, 0), 0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
     assert_int_equal(h.list_count, 0);
     pos = 0;
@@ -491,7 +491,7 @@ test_version_and_type(void **state)
     assert_int_equal(proto_bk_decode((const uint8_t *)"\x93\xa1\x31\x02\x05", 5, &h, &err),
                      PROTO_MALFORMED);
     /* unknown types */
-    static const uint8_t types[] = {0, 6, 31, 36, 127};
+    static const uint8_t types[] = {0, 8, 31, 37, 127};
     for (size_t k = 0; k < sizeof types; k++) {
         uint8_t in[] = {0x93, 0x01, types[k], 0x05};
         assert_int_equal(proto_bk_decode(in, sizeof in, &h, &err), PROTO_MALFORMED);
@@ -604,11 +604,12 @@ test_limits(void **state)
     for (int i = 0; i <= PROTO_BK_MAX_SERVICES; i++)
         svcs[i] = s_cspan("svc");
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w"), svcs, PROTO_BK_MAX_SERVICES), 0);
+    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w"), svcs, NULL, PROTO_BK_MAX_SERVICES), 0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
     assert_int_equal(h.list_count, PROTO_BK_MAX_SERVICES);
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w"), svcs, PROTO_BK_MAX_SERVICES + 1), 0);
+    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w"), svcs, NULL, PROTO_BK_MAX_SERVICES + 1),
+                     0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_TOO_BIG);
 
     /* targets in a SEND */
@@ -668,11 +669,63 @@ test_iterators_on_empty(void **state)
     assert_false(proto_bk_next_uint(&h, &pos, &u));
 }
 
+/* HELLO's optional per-service flags, and the header-only drain types. */
+static void
+test_hello_flags_and_drain(void **state)
+{
+    proto_span_t svcs[] = {s_cspan("echo"), s_cspan("counter")};
+    uint32_t flags[] = {PROTO_BK_SVC_RETRY_SAFE, 0};
+    const char *err = NULL;
+    proto_buf_t b;
+    proto_bk_t h;
+
+    (void)state;
+    proto_buf_init(&b, 0);
+    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w"), svcs, flags, 2), 0);
+    assert_int_equal(proto_bk_decode(proto_buf_payload(&b), b.len, &h, &err), PROTO_OK);
+    assert_int_equal(h.list_count, 2);
+    assert_int_equal(h.svc_flags_count, 2);
+    assert_int_equal(proto_bk_svc_flags(&h, 0), PROTO_BK_SVC_RETRY_SAFE);
+    assert_int_equal(proto_bk_svc_flags(&h, 1), 0);
+    assert_int_equal(proto_bk_svc_flags(&h, 2), 0);
+
+    /* without flags: every service reads as 0 */
+    proto_buf_reset(&b);
+    assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w"), svcs, NULL, 2), 0);
+    assert_int_equal(proto_bk_decode(proto_buf_payload(&b), b.len, &h, &err), PROTO_OK);
+    assert_int_equal(h.svc_flags_count, 0);
+    assert_int_equal(proto_bk_svc_flags(&h, 0), 0);
+
+    /* [1, 1, "w", ["a", "b"], [1]]: one flag for two services */
+    static const uint8_t short_flags[] = {0x95, 0x01, 0x01, 0xa1, 'w',  0x92,
+                                          0xa1, 'a',  0xa1, 'b',  0x91, 0x01};
+    assert_int_equal(proto_bk_decode(short_flags, sizeof short_flags, &h, &err), PROTO_MALFORMED);
+    assert_string_equal(err, "invalid service flags");
+    /* [1, 1, "w", ["a"], ["x"]]: a flag that is not a uint */
+    static const uint8_t str_flag[] = {0x95, 0x01, 0x01, 0xa1, 'w', 0x91,
+                                       0xa1, 'a',  0x91, 0xa1, 'x'};
+    assert_int_equal(proto_bk_decode(str_flag, sizeof str_flag, &h, &err), PROTO_MALFORMED);
+
+    static const proto_bk_type_t bare[] = {PROTO_BK_DRAIN, PROTO_BK_BYE, PROTO_BK_DRAINING};
+    for (size_t k = 0; k < 3; k++) {
+        proto_buf_reset(&b);
+        assert_int_equal(proto_bk_encode_bare(&b, bare[k]), 0);
+        assert_int_equal(b.len, 3); /* [1, type] */
+        assert_int_equal(proto_bk_decode(proto_buf_payload(&b), b.len, &h, &err), PROTO_OK);
+        assert_int_equal(h.type, bare[k]);
+    }
+    proto_buf_reset(&b);
+    assert_int_equal(proto_bk_encode_bare(&b, PROTO_BK_REQ), -1);
+    assert_int_equal(b.len, 0);
+    proto_buf_fini(&b);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_bytes),
+        cmocka_unit_test(test_hello_flags_and_drain),
         cmocka_unit_test(test_roundtrip_every_type),
         cmocka_unit_test(test_wrong_type_every_field),
         cmocka_unit_test(test_missing_fields),

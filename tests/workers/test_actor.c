@@ -255,7 +255,7 @@ seq_handle(wk_actor_t *a, void *state, const wk_msg_t *m)
     return m->rid ? wk_reply(a, m, m->data.ptr, m->data.len) : 0;
 }
 
-static const wk_service_t s_svc_seq = {"seq", NULL, seq_handle, NULL};
+static const wk_service_t s_svc_seq = {"seq", NULL, seq_handle, NULL, 0};
 
 /* `probe`: what it does is chosen by the request's data (an op below). */
 enum {
@@ -390,7 +390,7 @@ out:
     return rc;
 }
 
-static const wk_service_t s_svc_probe = {"probe", probe_start, probe_handle, probe_stop};
+static const wk_service_t s_svc_probe = {"probe", probe_start, probe_handle, probe_stop, 0};
 
 /* --- fixtures ---------------------------------------------------------- */
 
@@ -1056,8 +1056,8 @@ static void
 test_new_rejects(void **state)
 {
     (void)state;
-    static const wk_service_t bad_name = {"Bad Name", NULL, seq_handle, NULL};
-    static const wk_service_t no_handle = {"nohandle", NULL, NULL, NULL};
+    static const wk_service_t bad_name = {"Bad Name", NULL, seq_handle, NULL, 0};
+    static const wk_service_t no_handle = {"nohandle", NULL, NULL, NULL, 0};
     const wk_service_t *dup[] = {&wk_svc_echo, &wk_svc_echo};
     const wk_service_t *bad[] = {&bad_name};
     const wk_service_t *noh[] = {&no_handle};
