@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
@@ -33,6 +34,8 @@
 typedef struct {
     void *sock;
     char *endpoint;
+    bool drain_acked;      /* DRAINING received: nothing more will come from it */
+    uint64_t last_welcome; /* ms; WELCOME answers each HELLO of a live gateway */
 } wk_gateway_t;
 
 struct wk_link {
@@ -41,6 +44,7 @@ struct wk_link {
     size_t n_gw;
     char *worker_id;
     uint64_t hello_ms;
+    uint64_t drain_ms;
     bool verbose;
     proto_buf_t scratch; /* output headers, reused */
     wk_link_stats_t st;
@@ -103,6 +107,7 @@ wk_link_new(const wk_link_cfg_t *cfg)
     if (!l)
         goto out_nomem;
     l->hello_ms = cfg->hello_ms ? cfg->hello_ms : WK_LINK_DEFAULT_HELLO_MS;
+    l->drain_ms = cfg->drain_ms;
     l->verbose = cfg->verbose;
     proto_buf_init(&l->scratch, 0);
     l->worker_id = strdup(cfg->worker_id);
@@ -135,6 +140,9 @@ wk_link_new(const wk_link_cfg_t *cfg)
             s_setopt_int(g->sock, ZMQ_IMMEDIATE, 0) != 0 ||
             s_setopt_int(g->sock, ZMQ_RECONNECT_IVL, 100) != 0 ||
             s_setopt_int(g->sock, ZMQ_RECONNECT_IVL_MAX, 1000) != 0 ||
+            /* ZeroMQ's heartbeats find a dead link (no FIN) and reconnect */
+            s_setopt_int(g->sock, ZMQ_HEARTBEAT_IVL, 1000) != 0 ||
+            s_setopt_int(g->sock, ZMQ_HEARTBEAT_TIMEOUT, 3000) != 0 ||
             s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE, 1) != 0 ||
             s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE_IDLE, 30) != 0 ||
             s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE_INTVL, 10) != 0) {
@@ -306,8 +314,14 @@ s_dispatch(wk_link_t *l, uint32_t origin, wk_runtime_t *rt, zmq_msg_t *hdr_frame
                                payload ? zmq_msg_size(payload) : 0) != 0)
             l->st.refused++;
         break;
+    case PROTO_BK_DRAINING:
+        l->gw[origin].drain_acked = true;
+        if (l->verbose)
+            fprintf(stderr, "wsgate-worker: gateway %s: drain acknowledged\n", ep);
+        break;
     case PROTO_BK_WELCOME:
         l->st.welcome++;
+        l->gw[origin].last_welcome = s_now_ms();
         if (l->verbose)
             fprintf(stderr, "wsgate-worker: gateway %s: welcome from %.*s\n", ep, (int)hdr.id.len,
                     (const char *)hdr.id.ptr);
@@ -360,6 +374,39 @@ s_read(wk_link_t *l, uint32_t origin, wk_runtime_t *rt)
 }
 
 /* --- loop -------------------------------------------------------------- */
+
+static void
+s_send_bare(wk_link_t *l, proto_bk_type_t type)
+{
+    proto_buf_t b;
+
+    proto_buf_init(&b, 0);
+    if (proto_bk_encode_bare(&b, type) == 0) {
+        for (size_t i = 0; i < l->n_gw; i++) {
+            if (zmq_send(l->gw[i].sock, proto_buf_payload(&b), b.len, ZMQ_DONTWAIT) < 0)
+                l->st.tx_dropped++;
+            else
+                l->st.tx++;
+            if (type == PROTO_BK_BYE) {
+                /* BYE is the last word: let it out before the socket goes. */
+                int linger = 1000;
+                zmq_setsockopt(l->gw[i].sock, ZMQ_LINGER, &linger, sizeof linger);
+            }
+        }
+    }
+    proto_buf_fini(&b);
+}
+
+/* A gateway that has not answered our HELLOs lately is gone or cut off:
+ * waiting for its DRAINING would only delay the exit until drain_ms. */
+static bool
+s_all_acked(const wk_link_t *l, uint64_t now)
+{
+    for (size_t i = 0; i < l->n_gw; i++)
+        if (!l->gw[i].drain_acked && now - l->gw[i].last_welcome < l->hello_ms * 3 / 2)
+            return false;
+    return true;
+}
 
 static int
 s_hello_encode(wk_link_t *l, const wk_runtime_t *rt, proto_buf_t *out)
@@ -417,7 +464,8 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
         items[l->n_gw].events = ZMQ_POLLIN;
     }
 
-    uint64_t next_hello = 0; /* now: HELLO right after connect */
+    uint64_t next_hello = 0;  /* now: HELLO right after connect */
+    uint64_t drain_until = 0; /* non-zero: draining, give up waiting then */
     for (;;) {
         uint64_t now = s_now_ms();
         wk_runtime_tick(rt, now);
@@ -425,9 +473,16 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
             s_hello_send(l, &hello);
             next_hello = now + l->hello_ms;
         }
+        if (drain_until && !wk_runtime_busy(rt) && (s_all_acked(l, now) || now >= drain_until)) {
+            s_send_bare(l, PROTO_BK_BYE);
+            rc = 0;
+            goto out_free_items;
+        }
         uint64_t deadline = wk_runtime_next_deadline(rt);
         if (deadline > next_hello)
             deadline = next_hello;
+        if (drain_until && deadline > drain_until)
+            deadline = drain_until;
         long timeout = deadline > now ? (long)(deadline - now) : 0;
 
         if (zmq_poll(items, (int)n_items, timeout) < 0) {
@@ -437,8 +492,20 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
             goto out_free_items;
         }
         if (stop_fd >= 0 && (items[l->n_gw].revents & ZMQ_POLLIN)) {
-            rc = 0;
-            goto out_free_items;
+            if (drain_until || !l->drain_ms) {
+                rc = 0; /* a second signal, or no drain: leave now */
+                goto out_free_items;
+            }
+            /* First signal: drain. The gateways stop sending us new keys
+             * and acknowledge; what is queued is finished, then BYE. */
+            char sink[128];
+            if (read(stop_fd, sink, sizeof sink) < 0) {
+                /* nothing to consume: the fd is only a wake-up */
+            }
+            fprintf(stderr, "wsgate-worker %s: draining\n", l->worker_id);
+            s_send_bare(l, PROTO_BK_DRAIN);
+            drain_until = s_now_ms() + l->drain_ms;
+            continue;
         }
         /* Stamp this batch's idle times with the time it arrived. */
         wk_runtime_tick(rt, s_now_ms());

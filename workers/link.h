@@ -16,6 +16,7 @@
 #include "actor.h"
 
 #define WK_LINK_DEFAULT_HELLO_MS 1000
+#define WK_DEFAULT_DRAIN_MS 10000 /* longest wait for the gateways to acknowledge a drain */
 #define WK_LINK_HWM 100000
 
 typedef struct wk_link wk_link_t;
@@ -25,6 +26,7 @@ typedef struct {
     size_t n_endpoints;
     const char *worker_id; /* 1..PROTO_BK_WORKER_ID_MAX bytes; copied */
     uint64_t hello_ms;     /* 0: WK_LINK_DEFAULT_HELLO_MS */
+    uint64_t drain_ms;     /* longest wait for gateways' DRAINING; 0: no drain */
     bool verbose;          /* log debug lines (WELCOME, ...) */
 } wk_link_cfg_t;
 
@@ -61,8 +63,12 @@ extern const wk_out_t wk_link_out;
 /*
  * Runs the loop: HELLOs, receive and deliver to rt (borrowed; its outputs
  * must go to this link), run rt until it drains, passivate idle actors.
- * Returns 0 when stop_fd (or -1 for none) becomes readable, without
- * reading it; -1 on a ZeroMQ failure that cannot be retried.
+ * When stop_fd (or -1 for none) becomes readable: with drain_ms 0, returns
+ * 0 at once without reading it. Otherwise it reads it and drains: DRAIN to
+ * every gateway (they route no new keys here and answer DRAINING), serve
+ * what arrives until every gateway has answered or drain_ms passed and the
+ * runtime is idle, then BYE and return 0; stop_fd readable again during the
+ * drain returns 0 at once. -1 on a ZeroMQ failure that cannot be retried.
  */
 int wk_link_run(wk_link_t *link, wk_runtime_t *rt, int stop_fd);
 

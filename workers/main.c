@@ -31,6 +31,7 @@ typedef struct {
     char *svc_list; /* for the start line */
     wk_runtime_cfg_t rt;
     uint64_t hello_ms;
+    uint64_t drain_ms;
     bool verbose;
 } wk_opts_t;
 
@@ -48,10 +49,13 @@ s_usage(FILE *f)
         "  --idle-ms N         passivate actors idle this long (default %d)\n"
         "  --mailbox-max N     queued messages per actor (default %d)\n"
         "  --hello-ms N        HELLO / heartbeat interval (default %d)\n"
+        "  --drain-ms N        on SIGTERM, wait this long at most for the gateways to\n"
+        "                      acknowledge the drain, then finish queued work and leave\n"
+        "                      (default %d; 0: leave at once)\n"
         "  --verbose           debug log lines\n"
         "  --help\n",
-        WK_DEFAULT_MAX_ACTORS, WK_DEFAULT_IDLE_MS, WK_DEFAULT_MAILBOX_MAX,
-        WK_LINK_DEFAULT_HELLO_MS);
+        WK_DEFAULT_MAX_ACTORS, WK_DEFAULT_IDLE_MS, WK_DEFAULT_MAILBOX_MAX, WK_LINK_DEFAULT_HELLO_MS,
+        WK_DEFAULT_DRAIN_MS);
 }
 
 /* Parses a decimal in [min, max]. 0 or -1. */
@@ -127,6 +131,7 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
         OPT_IDLE_MS,
         OPT_MAILBOX_MAX,
         OPT_HELLO_MS,
+        OPT_DRAIN_MS,
         OPT_VERBOSE,
         OPT_HELP
     };
@@ -138,6 +143,7 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
         {"idle-ms", required_argument, NULL, OPT_IDLE_MS},
         {"mailbox-max", required_argument, NULL, OPT_MAILBOX_MAX},
         {"hello-ms", required_argument, NULL, OPT_HELLO_MS},
+        {"drain-ms", required_argument, NULL, OPT_DRAIN_MS},
         {"verbose", no_argument, NULL, OPT_VERBOSE},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
@@ -153,6 +159,7 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
     o->rt.idle_ms = WK_DEFAULT_IDLE_MS;
     o->rt.mailbox_max = WK_DEFAULT_MAILBOX_MAX;
     o->hello_ms = WK_LINK_DEFAULT_HELLO_MS;
+    o->drain_ms = WK_DEFAULT_DRAIN_MS;
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -192,6 +199,11 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
             if (s_parse_u64(optarg, 1, 3600000, &v) != 0)
                 goto out_bad_value;
             o->hello_ms = v;
+            break;
+        case OPT_DRAIN_MS:
+            if (s_parse_u64(optarg, 0, 3600000, &v) != 0)
+                goto out_bad_value;
+            o->drain_ms = v;
             break;
         case OPT_VERBOSE:
             o->verbose = true;
@@ -266,6 +278,7 @@ main(int argc, char **argv)
         .n_endpoints = o.n_gateways,
         .worker_id = o.id,
         .hello_ms = o.hello_ms,
+        .drain_ms = o.drain_ms,
         .verbose = o.verbose,
     };
     link = wk_link_new(&lcfg);
@@ -284,8 +297,11 @@ main(int argc, char **argv)
 
     if (wk_link_run(link, rt, sfd) == 0) {
         struct signalfd_siginfo si;
+        /* With a drain the link has read the first signal itself. */
         if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
             fprintf(stderr, "wsgate-worker %s: %s, exiting\n", o.id, strsignal((int)si.ssi_signo));
+        else
+            fprintf(stderr, "wsgate-worker %s: drained, exiting\n", o.id);
         status = 0;
     }
 

@@ -332,13 +332,14 @@ class Cluster:
 
     # -- teardown
     def stop(self):
-        """Stops everything. Returns {name: (exit code, killed)}; the gateway
-        goes first (clients see 1001), then the workers."""
+        """Stops everything. Returns {name: (exit code, killed)}; the workers
+        go first (each drains: DRAIN, the gateway's DRAINING, BYE), then the
+        gateway (clients see 1001)."""
         res = {}
-        if self.gateway is not None:
-            res["gateway"] = self.gateway.terminate()
         for name, w in self.workers.items():
             res[name] = w.terminate()
+        if self.gateway is not None:
+            res["gateway"] = self.gateway.terminate()
         for p in [self.gateway] + list(self.workers.values()):
             if p is not None:
                 p.close_log()
