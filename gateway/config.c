@@ -27,6 +27,7 @@ gw_config_defaults(gw_config_t *cfg)
     cfg->sendq_bytes = 1024 * 1024;
     cfg->request_timeout_ms = 10000;
     cfg->worker_timeout_ms = 3000;
+    cfg->drain_ms = 2000;
 }
 
 static int
@@ -83,6 +84,7 @@ s_usage(FILE *f)
         "  --sendq-bytes N           send queue bound per connection (1048576)\n"
         "  --request-timeout-ms N    answer `timeout` after this (10000; 0: never)\n"
         "  --worker-timeout-ms N     forget a worker silent this long (3000)\n"
+        "  --drain-ms N              on SIGTERM, spread the 1001 closes over this (2000)\n"
         "  --conn-events SERVICE     tell SERVICE of every /ws open and close, repeatable\n"
         "  --reuseport               share the listen port with other gateway processes\n"
         "  --id NAME                 gateway id (hostname-pid)\n"
@@ -108,6 +110,7 @@ gw_config_parse(gw_config_t *cfg, int argc, char **argv)
         O_SQBYTES,
         O_REQTO,
         O_WKTO,
+        O_DRAIN,
         O_CONNEV,
         O_REUSEPORT,
         O_ID,
@@ -128,6 +131,7 @@ gw_config_parse(gw_config_t *cfg, int argc, char **argv)
         {"sendq-bytes", required_argument, NULL, O_SQBYTES},
         {"request-timeout-ms", required_argument, NULL, O_REQTO},
         {"worker-timeout-ms", required_argument, NULL, O_WKTO},
+        {"drain-ms", required_argument, NULL, O_DRAIN},
         {"conn-events", required_argument, NULL, O_CONNEV},
         {"reuseport", no_argument, NULL, O_REUSEPORT},
         {"id", required_argument, NULL, O_ID},
@@ -223,6 +227,11 @@ gw_config_parse(gw_config_t *cfg, int argc, char **argv)
             if (s_number("worker-timeout-ms", optarg, 3600000, &v))
                 return -1;
             cfg->worker_timeout_ms = (uint32_t)v;
+            break;
+        case O_DRAIN:
+            if (s_number("drain-ms", optarg, 3600000, &v))
+                return -1;
+            cfg->drain_ms = (uint32_t)v;
             break;
         case O_CONNEV:
             if (cfg->n_conn_events == GW_MAX_CONN_EVENTS ||

@@ -40,6 +40,7 @@ typedef struct {
     size_t sendq_bytes;
     uint32_t request_timeout_ms; /* 0: none */
     uint32_t worker_timeout_ms;  /* no HELLO for this long: worker is gone */
+    uint32_t drain_ms;           /* shutdown: 1001 closes spread over this */
     bool reuseport;
     int verbose;
 } gw_config_t;

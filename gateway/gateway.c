@@ -23,8 +23,9 @@
 #include "idmap.h"
 #include "log.h"
 
-#define GW_CONN_KEY_MAX 24 /* "c:" + 20 digits */
-#define GW_DRAIN_MS 1000   /* how long shutdown waits for closes to go out */
+#define GW_CONN_KEY_MAX 24  /* "c:" + 20 digits */
+#define GW_DRAIN_MS 2000    /* how long shutdown waits, after the last close, for it to go out */
+#define GW_DRAIN_TICK_MS 50 /* between two slices of the shutdown closes */
 
 typedef struct gw_req {
     uint64_t rid;
@@ -56,7 +57,10 @@ struct gw {
     uint64_t next_rid;
     ev_timer ka_timer;
     ev_timer req_timer;
-    ev_timer drain_timer;
+    ev_timer drain_timer; /* after the last close: give up waiting */
+    ev_timer drain_tick;  /* closes the next slice of drain_ids */
+    uint64_t *drain_ids;  /* connections to close at shutdown, in order */
+    size_t drain_n, drain_pos;
     ev_signal sigint, sigterm;
     bool shutting_down;
     proto_buf_t scratch; /* envelope decode (JSON) */
@@ -952,6 +956,34 @@ s_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+/*
+ * Shutdown closes (1001) go out in slices over --drain-ms, so that clients
+ * reconnecting at once (to the other gateways on the port) arrive spread
+ * out rather than as one storm. Connections not yet closed keep working.
+ */
+static void
+s_drain_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    gw_t *gw = w->data;
+    size_t slice = gw->drain_n, end;
+
+    (void)revents;
+    if (gw->cfg.drain_ms)
+        slice = (gw->drain_n * GW_DRAIN_TICK_MS + gw->cfg.drain_ms - 1) / gw->cfg.drain_ms;
+    end = gw->drain_pos + slice < gw->drain_n ? gw->drain_pos + slice : gw->drain_n;
+    for (; gw->drain_pos < end; gw->drain_pos++) {
+        gw_conn_t *c = gw_idmap_get(&gw->conns, gw->drain_ids[gw->drain_pos]);
+
+        if (c)
+            s_close(gw, c, 1001, GW_CLOSE_SHUTDOWN);
+    }
+    if (gw->drain_pos < gw->drain_n)
+        return;
+    ev_timer_stop(loop, w);
+    ev_timer_set(&gw->drain_timer, GW_DRAIN_MS / 1000.0, 0);
+    ev_timer_start(loop, &gw->drain_timer);
+}
+
 static void
 s_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -963,18 +995,29 @@ s_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         ev_break(loop, EVBREAK_ALL);
         return;
     }
-    gw_log(GW_LOG_INFO, "signal %d: closing %" PRIu64 " connections", w->signum, gw->m.connections);
+    gw_log(GW_LOG_INFO, "signal %d: closing %" PRIu64 " connections over %u ms", w->signum,
+           gw->m.connections, gw->cfg.drain_ms);
     gw->shutting_down = true;
     gw_ws_stop_listening(gw->ws);
-    for (i = 0; i <= gw->conns.mask; i++)
-        if (gw->conns.slots[i].id)
-            s_close(gw, gw->conns.slots[i].ptr, 1001, GW_CLOSE_SHUTDOWN);
     if (gw->m.connections == 0) {
         ev_break(loop, EVBREAK_ALL);
         return;
     }
-    ev_timer_set(&gw->drain_timer, GW_DRAIN_MS / 1000.0, 0);
-    ev_timer_start(loop, &gw->drain_timer);
+    gw->drain_ids = malloc((gw->conns.count + 1) * sizeof(*gw->drain_ids));
+    for (i = 0; gw->drain_ids && i <= gw->conns.mask; i++)
+        if (gw->conns.slots[i].id)
+            gw->drain_ids[gw->drain_n++] = gw->conns.slots[i].id;
+    if (!gw->drain_ids) {
+        /* No memory for an orderly drain: close them all now. */
+        for (i = 0; i <= gw->conns.mask; i++)
+            if (gw->conns.slots[i].id)
+                s_close(gw, gw->conns.slots[i].ptr, 1001, GW_CLOSE_SHUTDOWN);
+        ev_timer_set(&gw->drain_timer, GW_DRAIN_MS / 1000.0, 0);
+        ev_timer_start(loop, &gw->drain_timer);
+        return;
+    }
+    ev_timer_set(&gw->drain_tick, 0, GW_DRAIN_TICK_MS / 1000.0);
+    ev_timer_start(loop, &gw->drain_tick);
 }
 
 /* --- lifecycle ---------------------------------------------------------------------------- */
@@ -1004,6 +1047,8 @@ gw_new(const gw_config_t *cfg, void *ev_loop)
     gw->req_timer.data = gw;
     ev_init(&gw->drain_timer, s_drain_cb);
     gw->drain_timer.data = gw;
+    ev_init(&gw->drain_tick, s_drain_tick_cb);
+    gw->drain_tick.data = gw;
     if (gw->cfg.ping_ms) {
         double tick = gw->cfg.ping_ms / 4000.0;
 
@@ -1048,6 +1093,9 @@ gw_destroy(gw_t **self_p)
         ev_timer_stop(gw->loop, &gw->req_timer);
     if (ev_is_active(&gw->drain_timer))
         ev_timer_stop(gw->loop, &gw->drain_timer);
+    if (ev_is_active(&gw->drain_tick))
+        ev_timer_stop(gw->loop, &gw->drain_tick);
+    free(gw->drain_ids);
     if (ev_is_active(&gw->sigint))
         ev_signal_stop(gw->loop, &gw->sigint);
     if (ev_is_active(&gw->sigterm))

@@ -37,6 +37,39 @@ class ShutdownTest(GatewayTestCase):
     async def test_sigint_gateway(self):
         await self.shutdown_with(signal.SIGINT)
 
+    async def test_drain_spreads_closes(self):
+        """--drain-ms: the 1001 closes come spread over the period, and a
+        client not closed yet is still served meanwhile."""
+        await self.cluster_restart_with_drain(1500)
+        clients = [await self.connect("json") for _ in range(30)]
+        loop = asyncio.get_running_loop()
+        closed_at = {}
+
+        async def watch(i, c):
+            try:
+                await c.ws.recv()
+            except websockets.exceptions.ConnectionClosed as e:
+                closed_at[i] = (loop.time(), close_code(e))
+
+        tasks = [asyncio.ensure_future(watch(i, c)) for i, c in enumerate(clients)]
+        t0 = loop.time()
+        self.cluster.gateway.p.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        still = [c for i, c in enumerate(clients) if i not in closed_at]
+        self.assertTrue(still, "every client was closed at once")
+        await asyncio.wait_for(asyncio.gather(*tasks), 10 * harness.SLOW)
+        self.assertEqual({code for _, code in closed_at.values()}, {1001})
+        times = sorted(t - t0 for t, _ in closed_at.values())
+        self.assertGreater(times[-1] - times[0], 0.8, "closes not spread: %s" % times)
+        self.assertLess(times[-1], 4.0 * harness.SLOW)
+        rc = await loop.run_in_executor(None, self.cluster.gateway.p.wait, 10 * harness.SLOW)
+        self.assertEqual(rc, 0)
+
+    async def cluster_restart_with_drain(self, ms):
+        self.cluster.stop()
+        self.cluster = harness.Cluster(self.id())
+        self.start(gateway_args=["--drain-ms", str(ms)], workers=1)
+
     async def test_sigterm_worker(self):
         w = self.cluster.workers["worker-1"]
         rc, killed = w.terminate()
