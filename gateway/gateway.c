@@ -31,6 +31,7 @@ typedef struct gw_req {
     uint64_t rid;
     uint64_t conn;
     uint64_t deadline_ms;
+    double sent_at;               /* loop time it went to the worker */
     struct gw_req *prev, *next;   /* deadline order: all share one timeout */
     struct gw_req *wprev, *wnext; /* the requests its worker holds */
     int worker;                   /* slot, -1 while not held */
@@ -115,6 +116,12 @@ uint64_t
 gw_now_ms(gw_t *gw)
 {
     return (uint64_t)(ev_now(gw->loop) * 1000.0);
+}
+
+gw_ws_t *
+gw_ws(gw_t *gw)
+{
+    return gw->ws;
 }
 
 gw_metrics_t *
@@ -532,6 +539,7 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
         }
     }
     r->deadline_ms = gw_now_ms(gw) + gw->cfg.request_timeout_ms;
+    r->sent_at = ev_now(gw->loop);
     r->prev = gw->req_tail;
     r->next = NULL;
     if (gw->req_tail)
@@ -780,6 +788,7 @@ s_take_req(gw_t *gw, uint64_t rid, gw_req_t **out)
         return NULL;
     }
     s_req_unlink(gw, r);
+    gw_hist_observe(&gw->m.request, ev_now(gw->loop) - r->sent_at);
     c = gw_idmap_get(&gw->conns, r->conn);
     if (!c) {
         gw->m.dropped_conn_gone++;

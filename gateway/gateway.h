@@ -134,6 +134,7 @@ void gw_on_worker_lost(gw_t *gw, int worker);
 /* --- offered by ws.c ----------------------------------------------------- */
 
 typedef struct gw_ws gw_ws_t;
+gw_ws_t *gw_ws(gw_t *gw);
 gw_ws_t *gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop);
 void gw_ws_destroy(gw_ws_t **self_p);
 /* Closes the public listener: with SO_REUSEPORT the kernel then gives new

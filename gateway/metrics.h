@@ -23,6 +23,16 @@ typedef enum {
     GW_CLOSE__COUNT
 } gw_close_reason_t;
 
+/* A Prometheus histogram with the fixed bounds GW_HIST_BOUNDS (seconds). */
+#define GW_HIST_N 14
+typedef struct {
+    uint64_t le[GW_HIST_N]; /* observations <= bound i (not cumulative here) */
+    uint64_t count;
+    double sum;
+} gw_hist_t;
+
+void gw_hist_observe(gw_hist_t *h, double seconds);
+
 typedef struct {
     uint64_t connections; /* gauge */
     uint64_t opened;
@@ -43,8 +53,10 @@ typedef struct {
     uint64_t backend_bad_version;
     uint64_t backend_send_failed;
     uint64_t workers_joined, workers_left, workers_drained;
-    uint64_t retried;  /* requests of a lost worker sent to another */
-    uint64_t inflight; /* gauge */
+    uint64_t retried;    /* requests of a lost worker sent to another */
+    uint64_t inflight;   /* gauge */
+    gw_hist_t handshake; /* TCP accept -> websocket established */
+    gw_hist_t request;   /* REQ sent to a worker -> its answer received */
 } gw_metrics_t;
 
 const char *gw_close_reason_name(gw_close_reason_t r);

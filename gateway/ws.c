@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,6 +42,8 @@ struct gw_ws {
     struct ev_loop *loop;
     int listen_fd;
     ev_io listen_io;
+    double *accept_at; /* by fd: when it was accepted, for the handshake histogram */
+    int accept_at_n;
     void *loops[1];
     struct lws_protocols protos[4];
     struct lws_protocols admin_protos[2];
@@ -183,10 +186,16 @@ s_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return s_filter(gw, wsi, c);
-    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_ESTABLISHED: {
+        gw_ws_t *ws = gw_ws(gw);
+        int fd = lws_get_socket_fd(wsi);
+
+        if (fd >= 0 && fd < ws->accept_at_n)
+            gw_hist_observe(&gw_metrics(gw)->handshake, ev_time() - ws->accept_at[fd]);
         c->wsi = wsi;
         gw_conn_opened(gw, c);
         return 0;
+    }
     case LWS_CALLBACK_RECEIVE:
         code = gw_conn_receive(gw, c, in, len, lws_frame_is_binary(wsi), lws_is_first_fragment(wsi),
                                lws_is_final_fragment(wsi), lws_remaining_packet_payload(wsi));
@@ -241,6 +250,8 @@ s_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 gw_log_limited(GW_LOG_WARN, "accept: %s", strerror(errno));
             return;
         }
+        if (fd < ws->accept_at_n)
+            ws->accept_at[fd] = ev_time();
         if (!lws_adopt_socket_vhost(ws->vh, fd)) {
             gw_log_limited(GW_LOG_WARN, "lws refused an accepted socket");
             close(fd);
@@ -321,6 +332,16 @@ gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
         return NULL;
     ws->gw = gw;
     ws->loop = ev_loop;
+    {
+        struct rlimit rl;
+
+        /* one slot per possible fd: the process cannot have more sockets */
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            rl.rlim_cur <= (1u << 22)) {
+            ws->accept_at = calloc(rl.rlim_cur, sizeof(*ws->accept_at));
+            ws->accept_at_n = ws->accept_at ? (int)rl.rlim_cur : 0;
+        }
+    }
     ws->listen_fd = -1;
     ws->loops[0] = ev_loop;
     lws_set_log_level(cfg->verbose >= 2 ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, s_lws_log);
@@ -413,6 +434,7 @@ gw_ws_destroy(gw_ws_t **self_p)
     if (!ws)
         return;
     gw_ws_stop_listening(ws);
+    free(ws->accept_at);
     if (ws->ctx)
         lws_context_destroy(ws->ctx);
     free(ws);

@@ -1,0 +1,50 @@
+"""/metrics parses as Prometheus text, and its counters and histograms
+move as traffic is driven (issue 4)."""
+
+import harness
+from harness import GatewayTestCase
+
+
+class MetricsTest(GatewayTestCase):
+    async def asyncSetUp(self):
+        await super().asyncSetUp()
+        self.start(workers=1)
+
+    def hist(self, m, name):
+        buckets = sorted(
+            ((float(dict(labels)["le"]), v) for (n, labels), v in m.samples.items()
+             if n == name + "_bucket"),
+            key=lambda b: b[0])
+        return buckets, m.get(name + "_count"), m.get(name + "_sum")
+
+    async def test_counters_and_histograms_move(self):
+        before = self.metrics()  # parse_metrics raises on any malformed line
+        clients = [await self.connect("json") for _ in range(5)]
+        for c in clients:
+            for _ in range(4):
+                await c.echo_ok(self, "x" * 10)
+        after = await self.wait_metric(
+            lambda m: m.get("wsgate_request_seconds_count")
+            >= before.get("wsgate_request_seconds_count") + 20,
+            what="20 requests in the request histogram")
+        for name, at_least in [("wsgate_connections_opened_total", 5),
+                               ("wsgate_messages_in_total", 20),
+                               ("wsgate_messages_out_total", 20),
+                               ("wsgate_requests_total", 20),
+                               ("wsgate_replies_total", 20),
+                               ("wsgate_bytes_in_total", 20 * 10)]:
+            self.assertGreaterEqual(after.get(name) - before.get(name), at_least, name)
+        self.assertEqual(after.get("wsgate_connections"), 5)
+        for name, n in [("wsgate_handshake_seconds", 5), ("wsgate_request_seconds", 20)]:
+            buckets, count, total = self.hist(after, name)
+            _, count0, _ = self.hist(before, name)
+            self.assertGreaterEqual(count - count0, n, name)
+            self.assertEqual(buckets[-1], (float("inf"), count), name)
+            values = [v for _, v in buckets]
+            self.assertEqual(values, sorted(values), "%s buckets are not cumulative" % name)
+            self.assertGreater(total, 0)
+            self.assertLess(total / count, 1.0, "%s: mean over a second on loopback" % name)
+
+
+if __name__ == "__main__":
+    harness.main()
