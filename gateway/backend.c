@@ -1,18 +1,39 @@
 #include "backend.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <ev.h>
 #include <zmq.h>
 
+#include "../protocol/keyfile.h"
 #include "../protocol/rendezvous.h"
 #include "log.h"
 
 #define GW_MAX_SERVICES 256
-#define GW_PUMP_BUDGET 4096 /* messages per pump before letting lws run */
+#define GW_PUMP_BUDGET 4096                      /* messages per pump before letting lws run */
+#define GW_ZAP_ENDPOINT "inproc://zeromq.zap.01" /* where libzmq asks */
+
+/*
+ * The ZAP handler: libzmq asks it, over inproc, whether a CURVE client's
+ * public key may connect. It runs on its own thread with its own poll loop
+ * so the gateway's edge-triggered ZMQ_FD handling stays as it is, and it
+ * touches nothing but its REP socket, its private copy of the allow-list
+ * and the atomic counter. It stops when the context is shut down (ETERM).
+ */
+typedef struct {
+    void *rep;
+    char (*keys)[PROTO_Z85_KEY_LEN + 1]; /* owned, read-only once started */
+    size_t n_keys;
+    atomic_uint_fast64_t refused;
+    pthread_t thread;
+    bool started;
+} gw_zap_t;
 
 typedef struct {
     bool live;
@@ -56,6 +77,7 @@ struct gw_backend {
     unsigned n_services;
     uint64_t last_expiry_ms;
     proto_buf_t scratch;
+    gw_zap_t zap; /* CURVE only */
 };
 
 static uint64_t
@@ -441,6 +463,179 @@ s_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
     s_pump(w->data);
 }
 
+/* Receives one ZAP request (frames into parts, at most 8). Number of
+ * frames, or -1 on ETERM / error. */
+static int
+s_zap_recv(void *rep, zmq_msg_t *parts, int max)
+{
+    int n = 0, more;
+    size_t sz = sizeof(more);
+
+    do {
+        if (n == max) {
+            zmq_msg_t skip;
+
+            zmq_msg_init(&skip);
+            if (zmq_msg_recv(&skip, rep, 0) < 0) {
+                zmq_msg_close(&skip);
+                return -1;
+            }
+            zmq_msg_close(&skip);
+        } else {
+            zmq_msg_init(&parts[n]);
+            if (zmq_msg_recv(&parts[n], rep, 0) < 0) {
+                zmq_msg_close(&parts[n]);
+                return n ? -1 - n : -1;
+            }
+            n++;
+        }
+        if (zmq_getsockopt(rep, ZMQ_RCVMORE, &more, &sz) < 0)
+            more = 0;
+    } while (more);
+    return n;
+}
+
+static bool
+s_zap_allowed(const gw_zap_t *z, const char *z85)
+{
+    size_t i;
+
+    for (i = 0; i < z->n_keys; i++)
+        if (!memcmp(z->keys[i], z85, PROTO_Z85_KEY_LEN))
+            return true;
+    return false;
+}
+
+/* ZAP (RFC 27): request = version, request id, domain, address, identity,
+ * mechanism, credentials...; reply = version, request id, status code,
+ * status text, user id, metadata. */
+static void *
+s_zap_main(void *arg)
+{
+    gw_zap_t *z = arg;
+    zmq_msg_t parts[8];
+    time_t window = 0;
+    unsigned logged = 0;
+
+    for (;;) {
+        char z85[PROTO_Z85_KEY_LEN + 1] = "";
+        const char *code = "400", *text = "not allowed";
+        bool ok = false;
+        int n = s_zap_recv(z->rep, parts, 8), i;
+
+        if (n < 0) {
+            for (i = 0; i < -1 - n; i++)
+                zmq_msg_close(&parts[i]);
+            if (zmq_errno() == ETERM)
+                break;
+            continue;
+        }
+        if (n >= 7 && zmq_msg_size(&parts[5]) == 5 &&
+            !memcmp(zmq_msg_data(&parts[5]), "CURVE", 5) && zmq_msg_size(&parts[6]) == 32 &&
+            zmq_z85_encode(z85, zmq_msg_data(&parts[6]), 32) != NULL) {
+            ok = s_zap_allowed(z, z85);
+        }
+        if (ok) {
+            code = "200";
+            text = "OK";
+        } else {
+            time_t now = time(NULL);
+
+            atomic_fetch_add(&z->refused, 1);
+            /* Rate-limited here rather than with gw_log_limited, whose
+             * window is not thread-safe; only a prefix of the public key. */
+            if (now != window) {
+                window = now;
+                logged = 0;
+            }
+            if (logged++ < 5)
+                gw_log(GW_LOG_WARN, "backend: refused a worker (CURVE key %.8s...)",
+                       z85[0] ? z85 : "none");
+        }
+        if (n >= 2) {
+            zmq_send(z->rep, "1.0", 3, ZMQ_SNDMORE);
+            zmq_send(z->rep, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), ZMQ_SNDMORE);
+            zmq_send(z->rep, code, 3, ZMQ_SNDMORE);
+            zmq_send(z->rep, text, strlen(text), ZMQ_SNDMORE);
+            zmq_send(z->rep, ok ? z85 : "", ok ? 8 : 0, ZMQ_SNDMORE);
+            zmq_send(z->rep, "", 0, 0);
+        }
+        for (i = 0; i < n; i++)
+            zmq_msg_close(&parts[i]);
+    }
+    zmq_close(z->rep);
+    z->rep = NULL;
+    return NULL;
+}
+
+/* Makes the ROUTER a CURVE server and starts the ZAP handler, before the
+ * ROUTER binds (a CURVE server without a handler lets every client in).
+ * 0; -1 with the reason printed. */
+static int
+s_curve_setup(gw_backend_t *b, const gw_config_t *cfg)
+{
+    char secret[PROTO_Z85_KEY_LEN + 1], public[PROTO_Z85_KEY_LEN + 1], err[600];
+    gw_zap_t *z = &b->zap;
+    bool world = false;
+    int one = 1;
+
+    if (!cfg->curve_allow_file[0]) {
+        fprintf(stderr, "wsgate: --curve-secret-file needs --curve-allow-file (the workers' "
+                        "public keys): without it every worker would be refused\n");
+        return -1;
+    }
+    if (proto_key_read(cfg->curve_secret_file, secret, &world, err, sizeof(err)) ||
+        proto_key_allow_load(cfg->curve_allow_file, &z->keys, &z->n_keys, err, sizeof(err))) {
+        fprintf(stderr, "wsgate: %s\n", err);
+        return -1;
+    }
+    if (world)
+        fprintf(stderr, "wsgate: warning: %s is readable by others (chmod 600 it)\n",
+                cfg->curve_secret_file);
+    if (z->n_keys == 0)
+        fprintf(stderr, "wsgate: warning: %s lists no worker keys: every worker is refused\n",
+                cfg->curve_allow_file);
+    if (zmq_curve_public(public, secret) != 0) {
+        fprintf(stderr, "wsgate: %s: not a CURVE secret key\n", cfg->curve_secret_file);
+        return -1;
+    }
+    z->rep = zmq_socket(b->zctx, ZMQ_REP);
+    if (!z->rep || zmq_bind(z->rep, GW_ZAP_ENDPOINT) < 0) {
+        fprintf(stderr, "wsgate: ZAP handler: %s\n", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    if (zmq_setsockopt(b->sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
+        zmq_setsockopt(b->sock, ZMQ_CURVE_SECRETKEY, secret, PROTO_Z85_KEY_LEN) < 0 ||
+        zmq_setsockopt(b->sock, ZMQ_ZAP_DOMAIN, "wsgate", 6) < 0) {
+        fprintf(stderr, "wsgate: CURVE: %s\n", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    memset(secret, 0, sizeof(secret));
+    /* The thread gets the socket: pthread_create is the full barrier
+     * ZeroMQ asks for when a socket changes threads. */
+    if (pthread_create(&z->thread, NULL, s_zap_main, z) != 0) {
+        fprintf(stderr, "wsgate: cannot start the ZAP thread\n");
+        return -1;
+    }
+    z->started = true;
+    fprintf(stderr, "wsgate: CURVE on, server public key %s, %zu worker keys allowed\n", public,
+            z->n_keys);
+    return 0;
+}
+
+/* Stops the ZAP thread and closes the context. The ROUTER is closed. */
+static void
+s_ctx_close(gw_backend_t *b)
+{
+    zmq_ctx_shutdown(b->zctx);
+    if (b->zap.started)
+        pthread_join(b->zap.thread, NULL);
+    else if (b->zap.rep)
+        zmq_close(b->zap.rep);
+    zmq_ctx_term(b->zctx);
+    free(b->zap.keys);
+}
+
 gw_backend_t *
 gw_backend_new(gw_t *gw, const gw_config_t *cfg, gw_metrics_t *metrics, void *ev_loop)
 {
@@ -475,6 +670,8 @@ gw_backend_new(gw_t *gw, const gw_config_t *cfg, gw_metrics_t *metrics, void *ev
      * cut cable, a frozen host) and drop it, so the worker reconnects. */
     zmq_setsockopt(b->sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof(hb_ivl));
     zmq_setsockopt(b->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof(hb_timeout));
+    if (cfg->curve_secret_file[0] && s_curve_setup(b, cfg))
+        goto out_sock;
     if (zmq_bind(b->sock, cfg->backend) < 0) {
         fprintf(stderr, "wsgate: cannot bind backend %s: %s\n", cfg->backend,
                 zmq_strerror(zmq_errno()));
@@ -503,7 +700,7 @@ gw_backend_new(gw_t *gw, const gw_config_t *cfg, gw_metrics_t *metrics, void *ev
 out_sock:
     zmq_close(b->sock);
 out_ctx:
-    zmq_ctx_term(b->zctx);
+    s_ctx_close(b);
 out_free:
     free(b->services);
     proto_buf_fini(&b->scratch);
@@ -524,7 +721,7 @@ gw_backend_destroy(gw_backend_t **self_p)
     ev_idle_stop(b->loop, &b->idle);
     ev_timer_stop(b->loop, &b->heartbeat);
     zmq_close(b->sock);
-    zmq_ctx_term(b->zctx);
+    s_ctx_close(b);
     for (i = 0; i < GW_MAX_WORKERS; i++) {
         free(b->workers[i].svcs);
         free(b->workers[i].svc_flags);
@@ -594,6 +791,12 @@ gw_backend_live(gw_backend_t *b)
     return b->n_live;
 }
 
+uint64_t
+gw_backend_auth_refused(const gw_backend_t *b)
+{
+    return atomic_load(&((gw_backend_t *)b)->zap.refused);
+}
+
 int
 gw_backend_render(const gw_backend_t *b, proto_buf_t *out)
 {
@@ -601,6 +804,14 @@ gw_backend_render(const gw_backend_t *b, proto_buf_t *out)
     unsigned i;
     int n;
 
+    n = snprintf(line, sizeof(line),
+                 "# HELP wsgate_backend_auth_refused_total Workers refused by CURVE "
+                 "authentication (ZAP).\n"
+                 "# TYPE wsgate_backend_auth_refused_total counter\n"
+                 "wsgate_backend_auth_refused_total %llu\n",
+                 (unsigned long long)gw_backend_auth_refused(b));
+    if (proto_buf_append(out, line, (size_t)n))
+        return -1;
     n = snprintf(line, sizeof(line),
                  "# HELP wsgate_worker_requests_total Requests routed to each live worker.\n"
                  "# TYPE wsgate_worker_requests_total counter\n");

@@ -44,7 +44,10 @@ int gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key,
  * it): here, and on every routing decision. */
 unsigned gw_backend_live(gw_backend_t *b);
 
-/* Appends per-worker metrics lines. */
+/* Workers refused by the CURVE ZAP handler (0 without CURVE). Any thread. */
+uint64_t gw_backend_auth_refused(const gw_backend_t *b);
+
+/* Appends per-worker metrics lines and wsgate_backend_auth_refused_total. */
 int gw_backend_render(const gw_backend_t *b, proto_buf_t *out);
 
 #endif

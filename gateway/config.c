@@ -1,13 +1,14 @@
 #include "config.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <errno.h>
+#include <stddef.h>
 
 #include "../protocol/envelope.h"
+#include "../protocol/settings.h"
 
 void
 gw_config_defaults(gw_config_t *cfg)
@@ -49,224 +50,176 @@ s_hostport(const char *arg, char *host, size_t hostsz, int *port)
 }
 
 static int
-s_number(const char *name, const char *arg, uint64_t max, uint64_t *out)
+s_set_hostport(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
 {
-    char *end;
-    unsigned long long v;
+    char *host = (char *)obj + s->off;
+    int *port = (int *)((char *)obj + s->off2);
 
-    errno = 0;
-    v = strtoull(arg, &end, 10);
-    if (errno || *end || end == arg || arg[0] == '-' || v > max) {
-        fprintf(stderr, "wsgate: --%s: expected a number up to %llu, got '%s'\n", name,
-                (unsigned long long)max, arg);
+    if (s_hostport(val, host, s->size, port)) {
+        snprintf(err, errsz, "expected HOST:PORT, got '%s'", val);
         return -1;
     }
-    *out = v;
     return 0;
 }
 
 static void
-s_usage(FILE *f)
+s_show_hostport(const void *obj, const proto_setting_t *s, FILE *f)
 {
-    fputs(
-        "usage: wsgate [options]\n"
-        "  --listen HOST:PORT        websocket/http listener (127.0.0.1:8080)\n"
-        "  --admin HOST:PORT         /metrics and /healthz listener (127.0.0.1:9090; port 0: off)\n"
-        "  --backend ENDPOINT        ZeroMQ ROUTER bind for workers (tcp://127.0.0.1:7001)\n"
-        "  --raw PATH=SERVICE        raw endpoint, repeatable (default /raw/echo=echo)\n"
-        "  --static DIR              serve files from DIR at /\n"
-        "  --max-message BYTES       largest client message (65536); larger: close 1009\n"
-        "  --max-conns N             connections per process (10000); beyond: HTTP 503\n"
-        "  --ping-ms N               keep-alive ping interval (25000; 0: off)\n"
-        "  --idle-ms N               close a connection silent this long (60000): 4002\n"
-        "  --max-inflight N          requests in flight per connection (64)\n"
-        "  --sendq-msgs N            send queue bound per connection (1024)\n"
-        "  --sendq-bytes N           send queue bound per connection (1048576)\n"
-        "  --request-timeout-ms N    answer `timeout` after this (10000; 0: never)\n"
-        "  --worker-timeout-ms N     forget a worker silent this long (3000)\n"
-        "  --drain-ms N              on SIGTERM, spread the 1001 closes over this (2000)\n"
-        "  --conn-events SERVICE     tell SERVICE of every /ws open and close, repeatable\n"
-        "  --reuseport               share the listen port with other gateway processes\n"
-        "  --id NAME                 gateway id (hostname-pid)\n"
-        "  -v, --verbose             more logging (repeatable)\n",
-        f);
+    fprintf(f, "%s = %s:%d\n", s->name, (const char *)obj + s->off,
+            *(const int *)((const char *)obj + s->off2));
+}
+
+static int
+s_set_raw(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    gw_config_t *cfg = obj;
+    const char *eq = strchr(val, '=');
+    gw_raw_endpoint_t *r;
+
+    (void)s;
+    if (cfg->n_raw == GW_MAX_RAW) {
+        snprintf(err, errsz, "at most %d raw endpoints", GW_MAX_RAW);
+        return -1;
+    }
+    r = &cfg->raw[cfg->n_raw];
+    if (!eq || val[0] != '/' || (size_t)(eq - val) >= sizeof(r->path) ||
+        !proto_svc_valid(proto_span(eq + 1, strlen(eq + 1)))) {
+        snprintf(err, errsz, "expected /PATH=SERVICE, got '%s'", val);
+        return -1;
+    }
+    memcpy(r->path, val, (size_t)(eq - val));
+    r->path[eq - val] = '\0';
+    snprintf(r->service, sizeof(r->service), "%s", eq + 1);
+    cfg->n_raw++;
+    return 0;
+}
+
+static void
+s_reset_raw(void *obj, const proto_setting_t *s)
+{
+    (void)s;
+    ((gw_config_t *)obj)->n_raw = 0;
+}
+
+static void
+s_show_raw(const void *obj, const proto_setting_t *s, FILE *f)
+{
+    const gw_config_t *cfg = obj;
+    int i;
+
+    for (i = 0; i < cfg->n_raw; i++)
+        fprintf(f, "%s = %s=%s\n", s->name, cfg->raw[i].path, cfg->raw[i].service);
+}
+
+static int
+s_set_connev(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    gw_config_t *cfg = obj;
+
+    (void)s;
+    if (cfg->n_conn_events == GW_MAX_CONN_EVENTS ||
+        !proto_svc_valid(proto_span(val, strlen(val)))) {
+        snprintf(err, errsz, "bad service '%s' (at most %d)", val, GW_MAX_CONN_EVENTS);
+        return -1;
+    }
+    snprintf(cfg->conn_events[cfg->n_conn_events++], 65, "%s", val);
+    return 0;
+}
+
+static void
+s_reset_connev(void *obj, const proto_setting_t *s)
+{
+    (void)s;
+    ((gw_config_t *)obj)->n_conn_events = 0;
+}
+
+static void
+s_show_connev(const void *obj, const proto_setting_t *s, FILE *f)
+{
+    const gw_config_t *cfg = obj;
+    int i;
+
+    for (i = 0; i < cfg->n_conn_events; i++)
+        fprintf(f, "%s = %s\n", s->name, cfg->conn_events[i]);
+}
+
+static int
+s_set_id(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    if (!val[0] || strlen(val) > 128) {
+        snprintf(err, errsz, "1 to 128 characters");
+        return -1;
+    }
+    return proto_setting_set_str(obj, s, val, err, errsz);
+}
+
+#define F(field) offsetof(gw_config_t, field), 0, sizeof(((gw_config_t *)0)->field)
+#define NUM(name, field, max, help)                                                                \
+    {                                                                                              \
+        name, "N", help, proto_setting_set_num, proto_setting_show_num, NULL, F(field), 0, max     \
+    }
+#define STR(name, meta, field, help)                                                               \
+    {                                                                                              \
+        name, meta, help, proto_setting_set_str, proto_setting_show_str, NULL, F(field), 0, 0      \
+    }
+
+/* Every gateway setting, once: flag, file key and environment variable. */
+static const proto_setting_t s_settings[] = {
+    {"listen", "HOST:PORT", "websocket/http listener (127.0.0.1:8080)", s_set_hostport,
+     s_show_hostport, NULL, offsetof(gw_config_t, listen_host), offsetof(gw_config_t, listen_port),
+     sizeof(((gw_config_t *)0)->listen_host), 0, 0},
+    {"admin", "HOST:PORT", "/metrics and /healthz listener (127.0.0.1:9090; port 0: off)",
+     s_set_hostport, s_show_hostport, NULL, offsetof(gw_config_t, admin_host),
+     offsetof(gw_config_t, admin_port), sizeof(((gw_config_t *)0)->admin_host), 0, 0},
+    STR("backend", "ENDPOINT", backend, "ZeroMQ ROUTER bind for workers (tcp://127.0.0.1:7001)"),
+    {"raw", "PATH=SERVICE", "raw endpoint, repeatable (default /raw/echo=echo)", s_set_raw,
+     s_show_raw, s_reset_raw, 0, 0, 0, 0, 0},
+    STR("static", "DIR", static_dir, "serve files from DIR at /"),
+    NUM("max-message", max_message, 64u << 20, "largest client message (65536); larger: 1009"),
+    NUM("max-conns", max_conns, 10000000, "connections per process (10000); beyond: HTTP 503"),
+    NUM("ping-ms", ping_ms, 3600000, "keep-alive ping interval (25000; 0: off)"),
+    NUM("idle-ms", idle_ms, 86400000, "close a connection silent this long (60000): 4002"),
+    NUM("max-inflight", max_inflight, 1000000, "requests in flight per connection (64)"),
+    NUM("sendq-msgs", sendq_msgs, 10000000, "send queue bound per connection (1024)"),
+    NUM("sendq-bytes", sendq_bytes, 1u << 30, "send queue bound per connection (1048576)"),
+    NUM("request-timeout-ms", request_timeout_ms, 3600000,
+        "answer `timeout` after this (10000; 0: never)"),
+    NUM("worker-timeout-ms", worker_timeout_ms, 3600000, "forget a worker silent this long (3000)"),
+    NUM("drain-ms", drain_ms, 3600000, "on SIGTERM, spread the 1001 closes over this (2000)"),
+    {"conn-events", "SERVICE", "tell SERVICE of every /ws open and close, repeatable", s_set_connev,
+     s_show_connev, s_reset_connev, 0, 0, 0, 0, 0},
+    {"reuseport", NULL, "share the listen port with other gateway processes",
+     proto_setting_set_bool, proto_setting_show_bool, NULL, F(reuseport), 0, 0},
+    {"id", "NAME", "gateway id (hostname-pid)", s_set_id, proto_setting_show_str, NULL, F(id), 0,
+     0},
+    STR("curve-secret-file", "FILE", curve_secret_file,
+        "CURVE on the backend: the gateway's secret key (wsgate-keygen)"),
+    STR("curve-allow-file", "FILE", curve_allow_file,
+        "CURVE: the workers' public keys allowed in, one a line"),
+};
+
+static const proto_settings_t s_table = {
+    .prog = "wsgate",
+    .section = "gateway",
+    .other_section = "worker",
+    .env_prefix = "WSGATE_",
+    .tab = s_settings,
+    .n = sizeof(s_settings) / sizeof(s_settings[0]),
+};
+
+void
+gw_config_print(const gw_config_t *cfg, FILE *f)
+{
+    proto_settings_print(&s_table, cfg, f);
 }
 
 int
 gw_config_parse(gw_config_t *cfg, int argc, char **argv)
 {
-    enum {
-        O_LISTEN = 256,
-        O_ADMIN,
-        O_BACKEND,
-        O_RAW,
-        O_STATIC,
-        O_MAXMSG,
-        O_MAXCONNS,
-        O_PING,
-        O_IDLE,
-        O_INFLIGHT,
-        O_SQMSGS,
-        O_SQBYTES,
-        O_REQTO,
-        O_WKTO,
-        O_DRAIN,
-        O_CONNEV,
-        O_REUSEPORT,
-        O_ID,
-        O_HELP,
-    };
-    static const struct option opts[] = {
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"admin", required_argument, NULL, O_ADMIN},
-        {"backend", required_argument, NULL, O_BACKEND},
-        {"raw", required_argument, NULL, O_RAW},
-        {"static", required_argument, NULL, O_STATIC},
-        {"max-message", required_argument, NULL, O_MAXMSG},
-        {"max-conns", required_argument, NULL, O_MAXCONNS},
-        {"ping-ms", required_argument, NULL, O_PING},
-        {"idle-ms", required_argument, NULL, O_IDLE},
-        {"max-inflight", required_argument, NULL, O_INFLIGHT},
-        {"sendq-msgs", required_argument, NULL, O_SQMSGS},
-        {"sendq-bytes", required_argument, NULL, O_SQBYTES},
-        {"request-timeout-ms", required_argument, NULL, O_REQTO},
-        {"worker-timeout-ms", required_argument, NULL, O_WKTO},
-        {"drain-ms", required_argument, NULL, O_DRAIN},
-        {"conn-events", required_argument, NULL, O_CONNEV},
-        {"reuseport", no_argument, NULL, O_REUSEPORT},
-        {"id", required_argument, NULL, O_ID},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, O_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    uint64_t v;
-    int c;
+    int rc = proto_settings_parse(&s_table, cfg, argc, argv, &cfg->verbose, &cfg->check_config);
 
-    optind = 0; /* 0: glibc re-initialises, so parsing twice works */
-    while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
-        switch (c) {
-        case O_LISTEN:
-            if (s_hostport(optarg, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port)) {
-                fprintf(stderr, "wsgate: --listen: expected HOST:PORT, got '%s'\n", optarg);
-                return -1;
-            }
-            break;
-        case O_ADMIN:
-            if (s_hostport(optarg, cfg->admin_host, sizeof(cfg->admin_host), &cfg->admin_port)) {
-                fprintf(stderr, "wsgate: --admin: expected HOST:PORT, got '%s'\n", optarg);
-                return -1;
-            }
-            break;
-        case O_BACKEND:
-            snprintf(cfg->backend, sizeof(cfg->backend), "%s", optarg);
-            break;
-        case O_RAW: {
-            const char *eq = strchr(optarg, '=');
-            gw_raw_endpoint_t *r;
-
-            if (cfg->n_raw == GW_MAX_RAW) {
-                fprintf(stderr, "wsgate: --raw: at most %d raw endpoints\n", GW_MAX_RAW);
-                return -1;
-            }
-            r = &cfg->raw[cfg->n_raw];
-            if (!eq || optarg[0] != '/' || (size_t)(eq - optarg) >= sizeof(r->path) ||
-                !proto_svc_valid(proto_span(eq + 1, strlen(eq + 1)))) {
-                fprintf(stderr, "wsgate: --raw: expected /PATH=SERVICE, got '%s'\n", optarg);
-                return -1;
-            }
-            memcpy(r->path, optarg, (size_t)(eq - optarg));
-            r->path[eq - optarg] = '\0';
-            snprintf(r->service, sizeof(r->service), "%s", eq + 1);
-            cfg->n_raw++;
-            break;
-        }
-        case O_STATIC:
-            snprintf(cfg->static_dir, sizeof(cfg->static_dir), "%s", optarg);
-            break;
-        case O_MAXMSG:
-            if (s_number("max-message", optarg, 64u << 20, &v))
-                return -1;
-            cfg->max_message = v;
-            break;
-        case O_MAXCONNS:
-            if (s_number("max-conns", optarg, 10000000, &v))
-                return -1;
-            cfg->max_conns = (uint32_t)v;
-            break;
-        case O_PING:
-            if (s_number("ping-ms", optarg, 3600000, &v))
-                return -1;
-            cfg->ping_ms = (uint32_t)v;
-            break;
-        case O_IDLE:
-            if (s_number("idle-ms", optarg, 86400000, &v))
-                return -1;
-            cfg->idle_ms = (uint32_t)v;
-            break;
-        case O_INFLIGHT:
-            if (s_number("max-inflight", optarg, 1000000, &v))
-                return -1;
-            cfg->max_inflight = (uint32_t)v;
-            break;
-        case O_SQMSGS:
-            if (s_number("sendq-msgs", optarg, 10000000, &v))
-                return -1;
-            cfg->sendq_msgs = (uint32_t)v;
-            break;
-        case O_SQBYTES:
-            if (s_number("sendq-bytes", optarg, 1u << 30, &v))
-                return -1;
-            cfg->sendq_bytes = v;
-            break;
-        case O_REQTO:
-            if (s_number("request-timeout-ms", optarg, 3600000, &v))
-                return -1;
-            cfg->request_timeout_ms = (uint32_t)v;
-            break;
-        case O_WKTO:
-            if (s_number("worker-timeout-ms", optarg, 3600000, &v))
-                return -1;
-            cfg->worker_timeout_ms = (uint32_t)v;
-            break;
-        case O_DRAIN:
-            if (s_number("drain-ms", optarg, 3600000, &v))
-                return -1;
-            cfg->drain_ms = (uint32_t)v;
-            break;
-        case O_CONNEV:
-            if (cfg->n_conn_events == GW_MAX_CONN_EVENTS ||
-                !proto_svc_valid(proto_span(optarg, strlen(optarg)))) {
-                fprintf(stderr, "wsgate: --conn-events: bad service '%s' (at most %d)\n", optarg,
-                        GW_MAX_CONN_EVENTS);
-                return -1;
-            }
-            snprintf(cfg->conn_events[cfg->n_conn_events++], 65, "%s", optarg);
-            break;
-        case O_REUSEPORT:
-            cfg->reuseport = true;
-            break;
-        case O_ID:
-            if (!optarg[0] || strlen(optarg) > 128) {
-                fprintf(stderr, "wsgate: --id: 1 to 128 characters\n");
-                return -1;
-            }
-            snprintf(cfg->id, sizeof(cfg->id), "%s", optarg);
-            break;
-        case 'v':
-            cfg->verbose++;
-            break;
-        case O_HELP:
-            s_usage(stdout);
-            return 1;
-        default:
-            s_usage(stderr);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "wsgate: unexpected argument '%s'\n", argv[optind]);
-        return -1;
-    }
+    if (rc)
+        return rc;
     if (cfg->n_raw == 0) {
         snprintf(cfg->raw[0].path, sizeof(cfg->raw[0].path), "/raw/echo");
         snprintf(cfg->raw[0].service, sizeof(cfg->raw[0].service), "echo");
@@ -286,6 +239,11 @@ gw_config_parse(gw_config_t *cfg, int argc, char **argv)
     }
     if (cfg->ping_ms && cfg->idle_ms <= cfg->ping_ms) {
         fprintf(stderr, "wsgate: --idle-ms must be larger than --ping-ms\n");
+        return -1;
+    }
+    if (!cfg->curve_secret_file[0] != !cfg->curve_allow_file[0]) {
+        fprintf(stderr, "wsgate: CURVE needs both curve-secret-file (the gateway's key) and "
+                        "curve-allow-file (the workers' public keys)\n");
         return -1;
     }
     return 0;

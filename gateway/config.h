@@ -1,8 +1,7 @@
 /*
- * config.h - the gateway's settings: defaults, then command-line flags.
- *
- * A config file and environment overrides come with the operations issue;
- * every setting already has one place here so they slot in.
+ * config.h - the gateway's settings: defaults < config file (--config,
+ * INI) < environment (WSGATE_*) < command-line flags. One table in
+ * config.c names every setting for all three (protocol/settings.h).
  */
 #ifndef WSGATE_GW_CONFIG_H
 #define WSGATE_GW_CONFIG_H
@@ -10,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #define GW_MAX_RAW 16        /* raw endpoints */
 #define GW_MAX_CONN_EVENTS 8 /* services told of every /ws open/close */
@@ -42,13 +42,21 @@ typedef struct {
     uint32_t worker_timeout_ms;  /* no HELLO for this long: worker is gone */
     uint32_t drain_ms;           /* shutdown: 1001 closes spread over this */
     bool reuseport;
+    char curve_secret_file[512]; /* empty: no CURVE on the backend */
+    char curve_allow_file[512];  /* workers' public keys, Z85, one a line */
     int verbose;
+    bool check_config; /* --check-config: validate, print, exit */
 } gw_config_t;
 
 void gw_config_defaults(gw_config_t *cfg);
 
-/* Parses argv over the defaults. 0 on success; -1 after printing the
- * problem to stderr; 1 when --help was printed. */
+/* Applies, over the defaults: the INI file of --config (section
+ * [gateway]), then WSGATE_<NAME> environment variables, then the flags;
+ * then validates. 0 on success; -1 after printing the problem (with
+ * file:line for the file) to stderr; 1 when --help was printed. */
 int gw_config_parse(gw_config_t *cfg, int argc, char **argv);
+
+/* The effective configuration as an INI file (for --check-config). */
+void gw_config_print(const gw_config_t *cfg, FILE *f);
 
 #endif

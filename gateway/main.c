@@ -7,9 +7,35 @@
 
 #include <ev.h>
 
+#include "../protocol/keyfile.h"
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
+
+/* --check-config: the settings are valid; the CURVE files must be too. */
+static int
+s_check(const gw_config_t *cfg)
+{
+    char key[PROTO_Z85_KEY_LEN + 1], err[600];
+    char(*keys)[PROTO_Z85_KEY_LEN + 1] = NULL;
+    bool world = false;
+    size_t n = 0;
+
+    if (cfg->curve_secret_file[0]) {
+        if (proto_key_read(cfg->curve_secret_file, key, &world, err, sizeof(err)) ||
+            proto_key_allow_load(cfg->curve_allow_file, &keys, &n, err, sizeof(err))) {
+            fprintf(stderr, "wsgate: %s\n", err);
+            return 2;
+        }
+        free(keys);
+        if (world)
+            fprintf(stderr, "wsgate: warning: %s is readable by others (chmod 600 it)\n",
+                    cfg->curve_secret_file);
+    }
+    gw_config_print(cfg, stdout);
+    fprintf(stderr, "wsgate: configuration OK\n");
+    return 0;
+}
 
 int
 main(int argc, char **argv)
@@ -23,6 +49,8 @@ main(int argc, char **argv)
     rc = gw_config_parse(&cfg, argc, argv);
     if (rc)
         return rc > 0 ? 0 : 2;
+    if (cfg.check_config)
+        return s_check(&cfg);
     gw_log_set_level(GW_LOG_WARN + cfg.verbose);
     signal(SIGPIPE, SIG_IGN);
 

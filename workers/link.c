@@ -114,6 +114,12 @@ wk_link_new(const wk_link_cfg_t *cfg)
     l->gw = calloc(cfg->n_endpoints, sizeof *l->gw);
     if (!l->worker_id || !l->gw)
         goto out_destroy_nomem;
+    char curve_public[41];
+    if ((cfg->curve_secret != NULL) != (cfg->curve_server != NULL) ||
+        (cfg->curve_secret && zmq_curve_public(curve_public, cfg->curve_secret) != 0)) {
+        fprintf(stderr, "wsgate-worker: CURVE needs a valid secret key and the server key\n");
+        goto out_destroy;
+    }
     l->zctx = zmq_ctx_new();
     if (!l->zctx) {
         fprintf(stderr, "wsgate-worker: zmq_ctx_new: %s\n", zmq_strerror(errno));
@@ -147,6 +153,16 @@ wk_link_new(const wk_link_cfg_t *cfg)
             s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE_IDLE, 30) != 0 ||
             s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE_INTVL, 10) != 0) {
             fprintf(stderr, "wsgate-worker: zmq_setsockopt: %s\n", zmq_strerror(errno));
+            goto out_destroy;
+        }
+        /* CURVE client: the gateway's ZAP handler checks our public key
+         * against its allow-list; a refused handshake is retried by
+         * ZeroMQ's reconnect, so adding the key later lets us in. */
+        if (cfg->curve_secret &&
+            (zmq_setsockopt(g->sock, ZMQ_CURVE_SERVERKEY, cfg->curve_server, 40) != 0 ||
+             zmq_setsockopt(g->sock, ZMQ_CURVE_PUBLICKEY, curve_public, 40) != 0 ||
+             zmq_setsockopt(g->sock, ZMQ_CURVE_SECRETKEY, cfg->curve_secret, 40) != 0)) {
+            fprintf(stderr, "wsgate-worker: CURVE keys: %s\n", zmq_strerror(errno));
             goto out_destroy;
         }
         if (zmq_connect(g->sock, g->endpoint) != 0) {

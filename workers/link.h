@@ -28,6 +28,11 @@ typedef struct {
     uint64_t hello_ms;     /* 0: WK_LINK_DEFAULT_HELLO_MS */
     uint64_t drain_ms;     /* longest wait for gateways' DRAINING; 0: no drain */
     bool verbose;          /* log debug lines (WELCOME, ...) */
+    /* CURVE: both set, or both NULL (plain TCP). The worker's own secret
+     * key and the gateways' public key, Z85 (40 characters); copied into
+     * the sockets. The worker's public key is derived from its secret. */
+    const char *curve_secret;
+    const char *curve_server;
 } wk_link_cfg_t;
 
 typedef struct {

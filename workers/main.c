@@ -11,7 +11,7 @@
 #include "link.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,65 +19,36 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "../protocol/keyfile.h"
+#include "../protocol/settings.h"
+
 #define WK_DEFAULT_GATEWAY "tcp://127.0.0.1:7001"
 #define WK_DEFAULT_SERVICES "echo,counter"
 
+#define WK_MAX_GATEWAYS 64
+
 typedef struct {
-    const char **gateways; /* points into argv, or the default */
+    char *gateways[WK_MAX_GATEWAYS]; /* owned */
     size_t n_gateways;
-    char *id;
+    char id[PROTO_BK_WORKER_ID_MAX + 1];
+    char services[512]; /* the list as given, for the start line */
     const wk_service_t *svcs[PROTO_BK_MAX_SERVICES];
     size_t n_svcs;
-    char *svc_list; /* for the start line */
     wk_runtime_cfg_t rt;
     uint64_t hello_ms;
     uint64_t drain_ms;
-    bool verbose;
+    char curve_secret_file[512];
+    char curve_server_key[PROTO_Z85_KEY_LEN + 1];
+    char curve_secret[PROTO_Z85_KEY_LEN + 1]; /* read from the file */
+    int verbose;
+    bool check_config;
 } wk_opts_t;
 
-static void
-s_usage(FILE *f)
-{
-    fprintf(
-        f,
-        "usage: wsgate-worker [options]\n"
-        "  --gateway ENDPOINT  gateway backend endpoint, repeatable (default " WK_DEFAULT_GATEWAY
-        ")\n"
-        "  --id NAME           worker id (default <hostname>-<pid>)\n"
-        "  --services LIST     comma-separated services (default " WK_DEFAULT_SERVICES ")\n"
-        "  --max-actors N      live actors (default %d)\n"
-        "  --idle-ms N         passivate actors idle this long (default %d)\n"
-        "  --mailbox-max N     queued messages per actor (default %d)\n"
-        "  --hello-ms N        HELLO / heartbeat interval (default %d)\n"
-        "  --drain-ms N        on SIGTERM, wait this long at most for the gateways to\n"
-        "                      acknowledge the drain, then finish queued work and leave\n"
-        "                      (default %d; 0: leave at once)\n"
-        "  --verbose           debug log lines\n"
-        "  --help\n",
-        WK_DEFAULT_MAX_ACTORS, WK_DEFAULT_IDLE_MS, WK_DEFAULT_MAILBOX_MAX, WK_LINK_DEFAULT_HELLO_MS,
-        WK_DEFAULT_DRAIN_MS);
-}
-
-/* Parses a decimal in [min, max]. 0 or -1. */
+/* Fills o->svcs from o->services. 0 or -1 (message printed). */
 static int
-s_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+s_parse_services(wk_opts_t *o)
 {
-    char *end = NULL;
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Fills o->svcs from a comma-separated list. 0 or -1 (message printed). */
-static int
-s_parse_services(wk_opts_t *o, const char *list)
-{
-    char *copy = strdup(list);
+    char *copy = strdup(o->services);
     if (!copy)
         return -1;
     int rc = -1;
@@ -103,9 +74,7 @@ s_parse_services(wk_opts_t *o, const char *list)
         fprintf(stderr, "wsgate-worker: no services\n");
         goto out_free_copy;
     }
-    free(o->svc_list);
-    o->svc_list = strdup(list);
-    rc = o->svc_list ? 0 : -1;
+    rc = 0;
 out_free_copy:
     free(copy);
     return rc;
@@ -114,134 +83,152 @@ out_free_copy:
 static void
 s_opts_fini(wk_opts_t *o)
 {
-    free(o->gateways);
-    free(o->id);
-    free(o->svc_list);
+    for (size_t i = 0; i < o->n_gateways; i++)
+        free(o->gateways[i]);
+    o->n_gateways = 0;
+    memset(o->curve_secret, 0, sizeof o->curve_secret);
 }
 
-/* 0 to run, 1 for --help, 2 for a usage error (message printed). */
+static int
+s_set_gateway(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    wk_opts_t *o = obj;
+
+    (void)s;
+    if (val[0] == '\0' || o->n_gateways == WK_MAX_GATEWAYS) {
+        snprintf(err, errsz, "expected an endpoint (at most %d), got '%s'", WK_MAX_GATEWAYS, val);
+        return -1;
+    }
+    o->gateways[o->n_gateways] = strdup(val);
+    if (!o->gateways[o->n_gateways]) {
+        snprintf(err, errsz, "out of memory");
+        return -1;
+    }
+    o->n_gateways++;
+    return 0;
+}
+
+static void
+s_reset_gateway(void *obj, const proto_setting_t *s)
+{
+    (void)s;
+    s_opts_fini(obj);
+}
+
+static void
+s_show_gateway(const void *obj, const proto_setting_t *s, FILE *f)
+{
+    const wk_opts_t *o = obj;
+
+    for (size_t i = 0; i < o->n_gateways; i++)
+        fprintf(f, "%s = %s\n", s->name, o->gateways[i]);
+}
+
+static int
+s_set_nonempty(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    if (val[0] == '\0') {
+        snprintf(err, errsz, "must not be empty");
+        return -1;
+    }
+    return proto_setting_set_str(obj, s, val, err, errsz);
+}
+
+static int
+s_set_key(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    if (!proto_z85_key_valid(val, strlen(val))) {
+        snprintf(err, errsz, "expected a Z85 public key (40 characters)");
+        return -1;
+    }
+    return proto_setting_set_str(obj, s, val, err, errsz);
+}
+
+#define F(field) offsetof(wk_opts_t, field), 0, sizeof(((wk_opts_t *)0)->field)
+#define NUM(name, field, min, max, help)                                                           \
+    {                                                                                              \
+        name, "N", help, proto_setting_set_num, proto_setting_show_num, NULL, F(field), min, max   \
+    }
+
+/* Every worker setting, once: flag, file key ([worker]) and environment
+ * variable (WSGATE_WORKER_<NAME>). */
+static const proto_setting_t s_settings[] = {
+    {"gateway", "ENDPOINT", "gateway backend endpoint, repeatable (" WK_DEFAULT_GATEWAY ")",
+     s_set_gateway, s_show_gateway, s_reset_gateway, 0, 0, 0, 0, 0},
+    {"id", "NAME", "worker id (<hostname>-<pid>)", s_set_nonempty, proto_setting_show_str, NULL,
+     F(id), 0, 0},
+    {"services", "LIST", "comma-separated services (" WK_DEFAULT_SERVICES ")", s_set_nonempty,
+     proto_setting_show_str, NULL, F(services), 0, 0},
+    NUM("max-actors", rt.max_actors, 1, UINT32_MAX, "live actors (100000)"),
+    NUM("idle-ms", rt.idle_ms, 1, UINT32_MAX, "passivate actors idle this long (60000)"),
+    NUM("mailbox-max", rt.mailbox_max, 1, UINT32_MAX, "queued messages per actor (1024)"),
+    NUM("hello-ms", hello_ms, 1, 3600000, "HELLO / heartbeat interval (1000)"),
+    NUM("drain-ms", drain_ms, 0, 3600000,
+        "on SIGTERM, longest wait for the gateways' drain acknowledgements (10000; 0: none)"),
+    {"curve-secret-file", "FILE", "CURVE: this worker's secret key (wsgate-keygen)",
+     proto_setting_set_str, proto_setting_show_str, NULL, F(curve_secret_file), 0, 0},
+    {"curve-server-key", "Z85", "CURVE: the gateways' public key", s_set_key,
+     proto_setting_show_str, NULL, F(curve_server_key), 0, 0},
+};
+
+static const proto_settings_t s_table = {
+    .prog = "wsgate-worker",
+    .section = "worker",
+    .other_section = "gateway",
+    .env_prefix = "WSGATE_WORKER_",
+    .tab = s_settings,
+    .n = sizeof(s_settings) / sizeof(s_settings[0]),
+};
+
+/* 0 to run, 1 for --help or a good --check-config, 2 for a usage error
+ * (message printed). */
 static int
 s_parse_args(wk_opts_t *o, int argc, char **argv)
 {
-    enum {
-        OPT_GATEWAY = 256,
-        OPT_ID,
-        OPT_SERVICES,
-        OPT_MAX_ACTORS,
-        OPT_IDLE_MS,
-        OPT_MAILBOX_MAX,
-        OPT_HELLO_MS,
-        OPT_DRAIN_MS,
-        OPT_VERBOSE,
-        OPT_HELP
-    };
-    static const struct option longopts[] = {
-        {"gateway", required_argument, NULL, OPT_GATEWAY},
-        {"id", required_argument, NULL, OPT_ID},
-        {"services", required_argument, NULL, OPT_SERVICES},
-        {"max-actors", required_argument, NULL, OPT_MAX_ACTORS},
-        {"idle-ms", required_argument, NULL, OPT_IDLE_MS},
-        {"mailbox-max", required_argument, NULL, OPT_MAILBOX_MAX},
-        {"hello-ms", required_argument, NULL, OPT_HELLO_MS},
-        {"drain-ms", required_argument, NULL, OPT_DRAIN_MS},
-        {"verbose", no_argument, NULL, OPT_VERBOSE},
-        {"help", no_argument, NULL, OPT_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    const char *services = WK_DEFAULT_SERVICES;
-    uint64_t v;
-    int c;
-
-    o->gateways = calloc((size_t)argc + 1, sizeof *o->gateways);
-    if (!o->gateways)
-        return 2;
     o->rt.max_actors = WK_DEFAULT_MAX_ACTORS;
     o->rt.idle_ms = WK_DEFAULT_IDLE_MS;
     o->rt.mailbox_max = WK_DEFAULT_MAILBOX_MAX;
     o->hello_ms = WK_LINK_DEFAULT_HELLO_MS;
     o->drain_ms = WK_DEFAULT_DRAIN_MS;
+    snprintf(o->services, sizeof o->services, "%s", WK_DEFAULT_SERVICES);
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case OPT_GATEWAY:
-            if (optarg[0] == '\0')
-                goto out_bad_value;
-            o->gateways[o->n_gateways++] = optarg;
-            break;
-        case OPT_ID:
-            if (optarg[0] == '\0' || strlen(optarg) > PROTO_BK_WORKER_ID_MAX)
-                goto out_bad_value;
-            free(o->id);
-            o->id = strdup(optarg);
-            if (!o->id)
-                return 2;
-            break;
-        case OPT_SERVICES:
-            services = optarg;
-            break;
-        case OPT_MAX_ACTORS:
-            if (s_parse_u64(optarg, 1, UINT32_MAX, &v) != 0)
-                goto out_bad_value;
-            o->rt.max_actors = (uint32_t)v;
-            break;
-        case OPT_IDLE_MS:
-            if (s_parse_u64(optarg, 1, UINT32_MAX, &v) != 0)
-                goto out_bad_value;
-            o->rt.idle_ms = v;
-            break;
-        case OPT_MAILBOX_MAX:
-            if (s_parse_u64(optarg, 1, UINT32_MAX, &v) != 0)
-                goto out_bad_value;
-            o->rt.mailbox_max = (uint32_t)v;
-            break;
-        case OPT_HELLO_MS:
-            if (s_parse_u64(optarg, 1, 3600000, &v) != 0)
-                goto out_bad_value;
-            o->hello_ms = v;
-            break;
-        case OPT_DRAIN_MS:
-            if (s_parse_u64(optarg, 0, 3600000, &v) != 0)
-                goto out_bad_value;
-            o->drain_ms = v;
-            break;
-        case OPT_VERBOSE:
-            o->verbose = true;
-            break;
-        case OPT_HELP:
-            s_usage(stdout);
-            return 1;
-        default:
-            fprintf(stderr, "wsgate-worker: unknown option or missing value: %s\n",
-                    argv[optind - 1]);
-            s_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "wsgate-worker: unexpected argument: %s\n", argv[optind]);
+    int rc = proto_settings_parse(&s_table, o, argc, argv, &o->verbose, &o->check_config);
+    if (rc != 0)
+        return rc > 0 ? 1 : 2;
+    if (o->n_gateways == 0 && s_set_gateway(o, NULL, WK_DEFAULT_GATEWAY, NULL, 0) != 0)
         return 2;
-    }
-    if (o->n_gateways == 0)
-        o->gateways[o->n_gateways++] = WK_DEFAULT_GATEWAY;
-    if (s_parse_services(o, services) != 0)
+    if (s_parse_services(o) != 0)
         return 2;
-    if (!o->id) {
+    if (!o->id[0]) {
         char host[64];
         if (gethostname(host, sizeof host) != 0)
             snprintf(host, sizeof host, "worker");
         host[sizeof host - 1] = '\0';
-        o->id = malloc(PROTO_BK_WORKER_ID_MAX + 1);
-        if (!o->id)
+        snprintf(o->id, sizeof o->id, "%s-%ld", host, (long)getpid());
+    }
+    if (!o->curve_secret_file[0] != !o->curve_server_key[0]) {
+        fprintf(stderr, "wsgate-worker: CURVE needs both --curve-secret-file and "
+                        "--curve-server-key\n");
+        return 2;
+    }
+    if (o->curve_secret_file[0]) {
+        char err[600];
+        bool world = false;
+
+        if (proto_key_read(o->curve_secret_file, o->curve_secret, &world, err, sizeof err) != 0) {
+            fprintf(stderr, "wsgate-worker: %s\n", err);
             return 2;
-        snprintf(o->id, PROTO_BK_WORKER_ID_MAX + 1, "%s-%ld", host, (long)getpid());
+        }
+        if (world)
+            fprintf(stderr, "wsgate-worker: warning: %s is readable by others (chmod 600 it)\n",
+                    o->curve_secret_file);
+    }
+    if (o->check_config) {
+        proto_settings_print(&s_table, o, stdout);
+        fprintf(stderr, "wsgate-worker: configuration OK\n");
+        return 1;
     }
     return 0;
-
-out_bad_value:
-    fprintf(stderr, "wsgate-worker: bad value for --%s: '%s'\n", longopts[c - OPT_GATEWAY].name,
-            optarg);
-    return 2;
 }
 
 int
@@ -274,14 +261,17 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     wk_link_cfg_t lcfg = {
-        .endpoints = o.gateways,
+        .endpoints = (const char *const *)o.gateways,
         .n_endpoints = o.n_gateways,
         .worker_id = o.id,
         .hello_ms = o.hello_ms,
         .drain_ms = o.drain_ms,
         .verbose = o.verbose,
+        .curve_secret = o.curve_secret_file[0] ? o.curve_secret : NULL,
+        .curve_server = o.curve_secret_file[0] ? o.curve_server_key : NULL,
     };
     link = wk_link_new(&lcfg);
+    memset(o.curve_secret, 0, sizeof o.curve_secret);
     if (!link)
         goto out_sfd;
     rt = wk_runtime_new(&o.rt, o.svcs, o.n_svcs, &wk_link_out, link);
@@ -290,7 +280,7 @@ main(int argc, char **argv)
         goto out_link;
     }
 
-    fprintf(stderr, "wsgate-worker %s: services %s; gateways ", o.id, o.svc_list);
+    fprintf(stderr, "wsgate-worker %s: services %s; gateways ", o.id, o.services);
     for (size_t i = 0; i < o.n_gateways; i++)
         fprintf(stderr, "%s%s", i ? "," : "", o.gateways[i]);
     fputc('\n', stderr);
