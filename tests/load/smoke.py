@@ -1,0 +1,202 @@
+"""
+smoke.py - wsgate-load against the real binaries, small counts, a few
+seconds each: every scenario runs and reports no failures. Not a
+benchmark: it asserts counts, never speed.
+
+One gateway (with --ping-ms 200 so that idle connections get pinged) and
+one worker for the whole file, started with tests/integration/harness.py;
+a bare echo server (wsgate-bare-echo) for the ceiling check; a second
+gateway with --max-conns 5 to see refusals counted by cause.
+
+Binaries: $WSGATE_LOAD_BIN and $WSGATE_BARE_ECHO_BIN (set by
+tests/load/CMakeLists.txt), the gateway and worker as harness.py finds them.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+import harness  # noqa: E402
+
+LOAD_BIN = os.environ.get("WSGATE_LOAD_BIN", os.path.join(ROOT, "build", "load", "wsgate-load"))
+BARE_BIN = os.environ.get(
+    "WSGATE_BARE_ECHO_BIN", os.path.join(ROOT, "build", "load", "wsgate-bare-echo")
+)
+SLOW = harness.SLOW
+
+
+class LoadSmokeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        for b in (LOAD_BIN, BARE_BIN):
+            if not os.access(b, os.X_OK):
+                raise AssertionError("binary not found: %s" % b)
+        cls.tmp = tempfile.TemporaryDirectory(prefix="wsgate-load-smoke-")
+        cls.cluster = harness.Cluster("load.smoke")
+        cls.cluster.start(gateway_args=["--ping-ms", "200", "--max-conns", "5000"], workers=1)
+        cls.bare_port = harness.free_port()
+        cls.bare = harness.Proc(
+            "bare-echo",
+            [BARE_BIN, "--listen", "127.0.0.1:%d" % cls.bare_port],
+            cls.cluster.log_path("bare-echo"),
+        )
+        cls.n = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        res = cls.cluster.stop()
+        cls.bare.terminate()
+        cls.bare.close_log()
+        cls.tmp.cleanup()
+        rc, killed = res.get("gateway", (0, False))
+        assert not killed and rc == 0, "gateway exit %s (killed %s)" % (rc, killed)
+
+    def load(self, scenario, *args, port=None, timeout=60):
+        """Runs wsgate-load; returns its JSON report."""
+        LoadSmokeTest.n += 1
+        path = os.path.join(self.tmp.name, "report-%d.json" % LoadSmokeTest.n)
+        argv = [LOAD_BIN, scenario, "--target", "127.0.0.1:%d" % (port or self.cluster.port),
+                "--json", path, "--timeout", str(timeout * SLOW)] + [str(a) for a in args]
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=(timeout + 30) * SLOW)
+        out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+        self.assertEqual(p.returncode, 0, "%s\n%s\n%s" % (" ".join(argv), out,
+                                                           self.cluster.tails()))
+        with open(path) as f:
+            rep = json.load(f)
+        rep["_out"] = out
+        self.assertEqual(rep["procs_done"], rep["config"]["procs"], out)
+        self.assertEqual(rep["hard_timeouts"], 0, out)
+        return rep
+
+    def assert_conns_ok(self, rep, n):
+        c = rep["connections"]
+        msg = rep["_out"]
+        self.assertEqual(c["attempted"], n, msg)
+        self.assertEqual(c["established"], n, msg)
+        self.assertEqual(c["failed"], 0, msg)
+        self.assertEqual(c["dropped"], 0, msg)
+        self.assertEqual(c["closed_clean"], n, msg)
+        self.assertEqual(rep["handshake_us"]["count"], n, msg)
+        self.assertGreater(rep["handshake_us"]["p50"], 0, msg)
+        self.assertGreaterEqual(rep["handshake_us"]["max"], rep["handshake_us"]["p99"], msg)
+
+    def assert_requests_ok(self, rep, n=None):
+        r = rep["requests"]
+        msg = rep["_out"]
+        if n is not None:
+            self.assertEqual(r["sent"], n, msg)
+        self.assertEqual(r["replies"], r["sent"], msg)
+        self.assertEqual(r["errors"], 0, msg)
+        self.assertEqual(r["missing"], 0, msg)
+        self.assertEqual(r["bad_replies"], 0, msg)
+        self.assertEqual(rep["latency_us"]["count"], r["sent"], msg)
+        self.assertGreater(r["round_trips_per_s"], 0, msg)
+
+    def test_storm(self):
+        rep = self.load("storm", "--conns", 200, "--hold", 1)
+        self.assert_conns_ok(rep, 200)
+        self.assertGreater(rep["connections"]["accepted_per_s"], 0)
+
+    def test_storm_paced_two_procs(self):
+        rep = self.load("storm", "--conns", 200, "--rate", 1000, "--procs", 2, "--hold", 0.5)
+        self.assert_conns_ok(rep, 200)
+        self.assertEqual(rep["config"]["procs"], 2)
+
+    def test_echo_closed_loop(self):
+        rep = self.load("echo", "--conns", 10, "--count", 2000)
+        self.assert_conns_ok(rep, 10)
+        self.assert_requests_ok(rep, 2000)
+
+    def test_echo_msgpack_window_keys(self):
+        rep = self.load("echo", "--conns", 10, "--count", 2000, "--enc", "msgpack",
+                        "--window", 4, "--keys", 3, "--size", 1000)
+        self.assert_conns_ok(rep, 10)
+        self.assert_requests_ok(rep, 2000)
+
+    def test_echo_open_loop(self):
+        rep = self.load("echo", "--conns", 10, "--rate", 2000, "--duration", 2, "--window", 64)
+        self.assert_conns_ok(rep, 10)
+        self.assert_requests_ok(rep)
+        # 2 s at 2000/s: events 0..3999 are due before the sending phase ends
+        self.assertGreaterEqual(rep["requests"]["sent"], 3900, rep["_out"])
+        self.assertLessEqual(rep["requests"]["sent"], 4001, rep["_out"])
+
+    def test_echo_two_procs(self):
+        rep = self.load("echo", "--conns", 10, "--count", 2000, "--procs", 2, "--window", 2)
+        self.assert_conns_ok(rep, 10)
+        self.assert_requests_ok(rep, 2000)
+
+    def test_raw_echo(self):
+        rep = self.load("echo", "--path", "/raw/echo", "--conns", 10, "--count", 2000,
+                        "--size", 256, "--window", 4)
+        self.assert_conns_ok(rep, 10)
+        self.assert_requests_ok(rep, 2000)
+        self.assertEqual(rep["requests"]["bytes_in"], 2000 * 256)
+
+    def test_idle_pings_answered(self):
+        rep = self.load("idle", "--conns", 100, "--hold", 2)
+        self.assert_conns_ok(rep, 100)
+        p = rep["pings"]
+        # every connection is pinged every ~200 ms while held
+        self.assertGreaterEqual(p["received"], 100, rep["_out"])
+        self.assertEqual(p["answered"], p["received"], rep["_out"])
+
+    def test_bare_echo_server(self):
+        rep = self.load("echo", "--path", "/raw/echo", "--conns", 10, "--count", 2000,
+                        "--window", 4, port=self.bare_port)
+        self.assert_conns_ok(rep, 10)
+        self.assert_requests_ok(rep, 2000)
+        rep = self.load("echo", "--raw", "--path", "/any", "--enc", "msgpack", "--conns", 4,
+                        "--count", 400, "--size", 100000, port=self.bare_port)
+        self.assert_requests_ok(rep, 400)
+
+    def test_failures_counted_by_cause(self):
+        # nothing listens: refused
+        rep = self.load("storm", "--conns", 20, "--hold", 0, port=harness.free_port())
+        c = rep["connections"]
+        self.assertEqual(c["established"], 0)
+        self.assertEqual(c["failures"]["refused"], 20, rep["_out"])
+        # a gateway that takes 5: the others get HTTP 503
+        small = harness.Cluster("load.smoke.small")
+        small.start_gateway(["--max-conns", "5"])
+        try:
+            rep = self.load("storm", "--conns", 12, "--hold", 0.5, "--handshakes", 1,
+                            port=small.port)
+        finally:
+            small.stop()
+        c = rep["connections"]
+        self.assertEqual(c["established"], 5, rep["_out"])
+        self.assertEqual(c["failures"]["http_status"], 7, rep["_out"])
+        self.assertEqual(c["http_status"], {"503": 7}, rep["_out"])
+
+    def test_hard_timeout(self):
+        path = os.path.join(self.tmp.name, "timeout.json")
+        p = subprocess.run([LOAD_BIN, "idle", "--target", "127.0.0.1:%d" % self.cluster.port,
+                            "--conns", "10", "--hold", "60", "--timeout", "1.5", "--quiet",
+                            "--json", path],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30 * SLOW)
+        # cut short: exit status 1, and the report says so
+        self.assertEqual(p.returncode, 1, p.stderr)
+        with open(path) as f:
+            rep = json.load(f)
+        self.assertEqual(rep["hard_timeouts"], 1)
+        self.assertEqual(rep["connections"]["established"], 10)
+
+    def test_refuses_non_loopback(self):
+        p = subprocess.run([LOAD_BIN, "storm", "--target", "10.1.2.3:80"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"loopback", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
