@@ -408,21 +408,23 @@ s_pump(gw_backend_t *b)
     uint32_t events;
     size_t sz;
 
+    /* Receive until EAGAIN, then read ZMQ_EVENTS once: that read is what
+     * lets ZMQ_FD signal again, and it tells whether something arrived
+     * meanwhile. (Reading ZMQ_EVENTS before every message costs libzmq a
+     * poll() each time: ~7% of the gateway's time under echo load.) */
     for (;;) {
-        sz = sizeof(events);
-        if (zmq_getsockopt(b->sock, ZMQ_EVENTS, &events, &sz) < 0)
-            break;
-        if (!(events & ZMQ_POLLIN))
-            break;
+        while (budget && s_recv_one(b))
+            budget--;
         if (!budget) {
-            /* More is waiting but lws deserves a turn: an idle watcher
-             * keeps the loop from sleeping until we are back. */
+            /* More may be waiting but lws deserves a turn: an idle
+             * watcher keeps the loop from sleeping until we are back. */
             ev_idle_start(b->loop, &b->idle);
             b->dirty = false;
             return;
         }
-        budget--;
-        s_recv_one(b);
+        sz = sizeof(events);
+        if (zmq_getsockopt(b->sock, ZMQ_EVENTS, &events, &sz) < 0 || !(events & ZMQ_POLLIN))
+            break;
     }
     ev_idle_stop(b->loop, &b->idle);
     b->dirty = false;

@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -248,7 +249,7 @@ static void
 s_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     gw_ws_t *ws = w->data;
-    int i, fd;
+    int i, fd, one = 1;
 
     (void)loop;
     (void)revents;
@@ -261,6 +262,10 @@ s_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (fd < ws->accept_at_n)
             ws->accept_at[fd] = ev_time();
+        /* lws 4.1 leaves Nagle on for adopted sockets: a reply then waits
+         * for the ACK of the previous one (measured: open-loop p50 5 ms
+         * with it, ~1 ms without). */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (!lws_adopt_socket_vhost(ws->vh, fd)) {
             gw_log_limited(GW_LOG_WARN, "lws refused an accepted socket");
             close(fd);
