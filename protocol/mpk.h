@@ -40,8 +40,8 @@ typedef struct {
         uint64_t u;
         int64_t i;
         double f;
-        proto_span_t s;  /* MPK_STR, MPK_BIN: points into the input */
-        uint32_t n;      /* MPK_ARRAY, MPK_MAP */
+        proto_span_t s; /* MPK_STR, MPK_BIN: points into the input */
+        uint32_t n;     /* MPK_ARRAY, MPK_MAP */
         struct {
             int8_t type;
             proto_span_t data;

@@ -11,27 +11,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "envelope.h"
 #include "mpk.h"
-
-static size_t
-s_hex(const char *hex, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-
-    while (*hex) {
-        unsigned v;
-        if (*hex == ' ') {
-            hex++;
-            continue;
-        }
-        assert_true(sscanf(hex, "%2x", &v) == 1);
-        assert_true(n < cap);
-        out[n++] = (uint8_t)v;
-        hex += 2;
-    }
-    return n;
-}
 
 /* JSON text -> msgpack bytes in b (reset first); asserts success. */
 static void
@@ -55,12 +38,6 @@ static bool
 s_span_is(proto_span_t s, const char *lit)
 {
     return s.len == strlen(lit) && (s.len == 0 || memcmp(s.ptr, lit, s.len) == 0);
-}
-
-static proto_span_t
-s_cspan(const char *s)
-{
-    return proto_span(s, strlen(s));
 }
 
 /* ---- decoding: JSON ---- */

@@ -10,27 +10,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "mpk.h"
-
-/* Parses hex with optional spaces into out; returns the byte count. */
-static size_t
-s_hex(const char *hex, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-
-    while (*hex) {
-        unsigned v;
-        if (*hex == ' ') {
-            hex++;
-            continue;
-        }
-        assert_true(sscanf(hex, "%2x", &v) == 1);
-        assert_true(n < cap);
-        out[n++] = (uint8_t)v;
-        hex += 2;
-    }
-    return n;
-}
 
 /* ---- reader: one reference vector per format ---- */
 
