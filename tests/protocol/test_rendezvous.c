@@ -10,17 +10,13 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <xxhash.h>
 
 #include "rendezvous.h"
 
 #define N_KEYS 100000
-
-static proto_span_t
-s_cspan(const char *s)
-{
-    return proto_span(s, strlen(s));
-}
 
 static uint64_t
 s_seed(int i)
