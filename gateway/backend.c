@@ -786,6 +786,18 @@ gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key, cons
     return gw_backend_send(b, w, hdr, proto_span(NULL, 0)) == 0 ? 0 : -1;
 }
 
+bool
+gw_backend_offers(gw_backend_t *b, proto_span_t svc)
+{
+    unsigned k;
+
+    s_expire(b);
+    for (k = 0; k < b->n_services; k++)
+        if (b->services[k].name_len == svc.len && !memcmp(b->services[k].name, svc.ptr, svc.len))
+            return b->services[k].n > 0;
+    return false;
+}
+
 unsigned
 gw_backend_live(gw_backend_t *b)
 {

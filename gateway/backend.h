@@ -44,6 +44,9 @@ int gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key,
  * it): here, and on every routing decision. */
 unsigned gw_backend_live(gw_backend_t *b);
 
+/* True if a live, non-draining worker offers svc. */
+bool gw_backend_offers(gw_backend_t *b, proto_span_t svc);
+
 /* Workers refused by the CURVE ZAP handler (0 without CURVE). Any thread. */
 uint64_t gw_backend_auth_refused(const gw_backend_t *b);
 

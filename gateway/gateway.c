@@ -142,6 +142,26 @@ gw_workers_live(gw_t *gw)
     return gw->backend ? gw_backend_live(gw->backend) : 0;
 }
 
+bool
+gw_ready(gw_t *gw, const char **missing)
+{
+    int i;
+
+    *missing = NULL;
+    if (!gw_workers_live(gw))
+        return false;
+    for (i = 0; i < gw->cfg.n_raw + gw->cfg.n_conn_events; i++) {
+        const char *svc =
+            i < gw->cfg.n_raw ? gw->cfg.raw[i].service : gw->cfg.conn_events[i - gw->cfg.n_raw];
+
+        if (!gw_backend_offers(gw->backend, proto_span(svc, strlen(svc)))) {
+            *missing = svc;
+            return false;
+        }
+    }
+    return true;
+}
+
 static proto_span_t
 s_conn_key(const gw_conn_t *c, char buf[GW_CONN_KEY_MAX])
 {

@@ -120,6 +120,10 @@ const gw_config_t *gw_config(gw_t *gw);
 int gw_metrics_render(gw_t *gw, proto_buf_t *out);
 /* Number of live workers (for /readyz-like checks and the start line). */
 unsigned gw_workers_live(gw_t *gw);
+/* Ready: some worker is live, and every service the configuration names
+ * (raw endpoints, --conn-events) is offered by one. Otherwise returns
+ * false with *missing set to a service nobody offers (NULL: no workers). */
+bool gw_ready(gw_t *gw, const char **missing);
 uint64_t gw_now_ms(gw_t *gw);
 
 /* --- called by backend.c ----------------------------------------------- */

@@ -92,11 +92,16 @@ s_admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *
     } else if (!strcmp(in, "/healthz")) {
         proto_buf_append(&body, "ok\n", 3);
     } else if (!strcmp(in, "/readyz")) {
-        if (gw_workers_live(gw)) {
+        const char *missing;
+        char line[128];
+
+        if (gw_ready(gw, &missing)) {
             proto_buf_append(&body, "ready\n", 6);
         } else {
             status = 503;
-            proto_buf_append(&body, "no live workers\n", 16);
+            snprintf(line, sizeof(line), "no live worker%s%s\n", missing ? " offers " : "s",
+                     missing ? missing : "");
+            proto_buf_append(&body, line, strlen(line));
         }
     } else {
         status = 404;

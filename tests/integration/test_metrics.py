@@ -1,8 +1,32 @@
 """/metrics parses as Prometheus text, and its counters and histograms
 move as traffic is driven (issue 4)."""
 
+import urllib.error
+
 import harness
 from harness import GatewayTestCase
+
+
+class ReadyzTest(GatewayTestCase):
+    """/readyz: 200 only when a live worker offers every service the
+    configuration names (here the default raw endpoint's `echo`)."""
+
+    def readyz(self):
+        try:
+            return self.cluster.http_get("/readyz")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    async def test_readyz_follows_configured_services(self):
+        self.cluster.start_gateway()
+        self.assertEqual(self.readyz(), (503, "no live workers\n"))
+        self.cluster.start_worker("w-counter", services="counter")
+        await self.wait_metric(lambda m: m.get("wsgate_workers") == 1, what="w-counter")
+        self.assertEqual(self.readyz(), (503, "no live worker offers echo\n"))
+        self.cluster.start_worker("w-echo", services="echo")
+        await self.wait_metric(lambda m: m.get("wsgate_workers") == 2, what="w-echo")
+        self.assertEqual(self.readyz(), (200, "ready\n"))
+        self.assertEqual(self.cluster.http_get("/healthz"), (200, "ok\n"))
 
 
 class MetricsTest(GatewayTestCase):
