@@ -333,7 +333,7 @@ static int
 s_recv_one(gw_backend_t *b)
 {
     zmq_msg_t parts[3];
-    int n = 0, more = 1, handled = 1;
+    int n = 0, more = 1;
     size_t extra = 0;
     proto_bk_t hdr;
     const char *err = NULL;
@@ -398,7 +398,7 @@ s_recv_one(gw_backend_t *b)
 out:
     while (n > 0)
         zmq_msg_close(&parts[--n]);
-    return handled;
+    return 1;
 }
 
 static void
@@ -777,13 +777,20 @@ gw_backend_send(gw_backend_t *b, int worker, const proto_buf_t *hdr, proto_span_
 }
 
 int
-gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key, const proto_buf_t *hdr)
+gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key, const proto_buf_t *hdr,
+                       proto_span_t payload, int *worker, bool *retry_safe)
 {
-    int w = gw_backend_route(b, svc, key, NULL);
+    int tries, w, rc = -2;
 
-    if (w < 0)
-        return -1;
-    return gw_backend_send(b, w, hdr, proto_span(NULL, 0)) == 0 ? 0 : -1;
+    for (tries = 0; tries < 2 && rc == -2; tries++) {
+        w = gw_backend_route(b, svc, key, retry_safe);
+        if (w < 0)
+            return -2;
+        rc = gw_backend_send(b, w, hdr, payload);
+        if (rc == 0 && worker)
+            *worker = w;
+    }
+    return rc;
 }
 
 bool

@@ -35,10 +35,13 @@ int gw_backend_route(gw_backend_t *b, proto_span_t svc, proto_span_t key, bool *
  * -2 when the worker is unreachable (it has been forgotten). Never blocks. */
 int gw_backend_send(gw_backend_t *b, int worker, const proto_buf_t *hdr, proto_span_t payload);
 
-/* Sends to the worker chosen for (svc, key), for events without a reply.
- * 0, or -1 if there is none or the send failed (counted). */
+/* Routes (svc, key) and sends [header][payload] to the chosen worker; a
+ * worker the send finds unreachable is forgotten and the route taken again
+ * once. 0 with *worker (if not NULL) set; -1 when the worker's queue is
+ * full; -2 when no live worker offers svc. *retry_safe as for route. */
 int gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key,
-                           const proto_buf_t *hdr);
+                           const proto_buf_t *hdr, proto_span_t payload, int *worker,
+                           bool *retry_safe);
 
 /* Live workers. Membership expires lazily (no timer wakes the loop for
  * it): here, and on every routing decision. */

@@ -440,19 +440,13 @@ s_raw_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
     proto_span_t svc_s = proto_span(svc, strlen(svc));
     char keybuf[GW_CONN_KEY_MAX];
     proto_span_t key = s_conn_key(c, keybuf);
-    int tries, w, rc = -2;
+    int rc;
 
     proto_buf_reset(&gw->hdr);
     if (proto_bk_encode_req(&gw->hdr, 0, c->id, svc_s, key,
                             PROTO_BK_F_RAW | (binary ? 0 : PROTO_BK_F_TEXT)))
         goto overloaded;
-    /* A worker found unreachable is forgotten by the send: route again. */
-    for (tries = 0; tries < 2 && rc == -2; tries++) {
-        w = gw_backend_route(gw->backend, svc_s, key, NULL);
-        if (w < 0)
-            break;
-        rc = gw_backend_send(gw->backend, w, &gw->hdr, proto_span(p, len));
-    }
+    rc = gw_backend_send_routed(gw->backend, svc_s, key, &gw->hdr, proto_span(p, len), NULL, NULL);
     if (rc == 0) {
         gw->m.requests++;
         return 0;
@@ -480,7 +474,7 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
     proto_rc_t rc;
     bool retry_safe = false;
     gw_req_t *r;
-    int w = -1, sent = -2, tries;
+    int w = -1, sent;
 
     memset(&env, 0, sizeof(env));
     if (binary != (c->kind == GW_CONN_MSGPACK)) {
@@ -524,12 +518,7 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
     r->conn = c->id;
     r->id = env.id;
     gw->m.inflight++; /* s_req_free() takes it back on every path */
-    for (tries = 0; tries < 2 && sent == -2; tries++) {
-        w = gw_backend_route(gw->backend, env.svc, key, &retry_safe);
-        if (w < 0)
-            break;
-        sent = gw_backend_send(gw->backend, w, &gw->hdr, env.data);
-    }
+    sent = gw_backend_send_routed(gw->backend, env.svc, key, &gw->hdr, env.data, &w, &retry_safe);
     if (sent == 0 && gw_idmap_put(&gw->reqs, r->rid, r))
         sent = -3;
     if (sent != 0) {
@@ -579,19 +568,13 @@ s_req_resend(gw_t *gw, gw_req_t *r)
     proto_span_t payload = proto_span(r->retry + r->retry_hdr_len, r->retry_len - r->retry_hdr_len);
     const char *err;
     proto_bk_t h;
-    int tries, w, rc = -2;
+    int w;
 
-    if (proto_bk_decode(r->retry, r->retry_hdr_len, &h, &err) != PROTO_OK)
+    if (proto_bk_decode(r->retry, r->retry_hdr_len, &h, &err) != PROTO_OK ||
+        gw_backend_send_routed(gw->backend, h.svc, h.key, &hdr, payload, &w, NULL) != 0)
         return -1;
-    for (tries = 0; tries < 2 && rc == -2; tries++) {
-        w = gw_backend_route(gw->backend, h.svc, h.key, NULL);
-        if (w < 0)
-            return -1;
-        rc = gw_backend_send(gw->backend, w, &hdr, payload);
-        if (rc == 0)
-            s_req_wlink(gw, r, w);
-    }
-    return rc;
+    s_req_wlink(gw, r, w);
+    return 0;
 }
 
 void
@@ -730,24 +713,20 @@ s_conn_event(gw_t *gw, gw_conn_t *c, bool open, uint16_t code)
 {
     char keybuf[GW_CONN_KEY_MAX];
     proto_span_t key = s_conn_key(c, keybuf);
-    int i;
+    bool raw = c->kind == GW_CONN_RAW;
+    /* A raw connection's events go to its endpoint's service; a /ws
+     * connection's to every --conn-events service. */
+    int i, n = raw ? 1 : gw->cfg.n_conn_events;
 
-    for (i = -1; i < gw->cfg.n_conn_events; i++) {
-        const char *svc;
-        proto_span_t s;
+    for (i = 0; i < n; i++) {
+        const char *svc = raw ? gw->cfg.raw[c->raw_idx].service : gw->cfg.conn_events[i];
+        proto_span_t s = proto_span(svc, strlen(svc));
 
-        if (i < 0 && c->kind != GW_CONN_RAW)
-            continue;
-        svc = i < 0 ? gw->cfg.raw[c->raw_idx].service : gw->cfg.conn_events[i];
-        if (i >= 0 && c->kind == GW_CONN_RAW)
-            break;
-        s = proto_span(svc, strlen(svc));
         proto_buf_reset(&gw->hdr);
-        if (open ? proto_bk_encode_open(&gw->hdr, c->id, s, key,
-                                        c->kind == GW_CONN_RAW ? PROTO_BK_F_RAW : 0)
+        if (open ? proto_bk_encode_open(&gw->hdr, c->id, s, key, raw ? PROTO_BK_F_RAW : 0)
                  : proto_bk_encode_closed(&gw->hdr, c->id, s, key, code))
             continue;
-        gw_backend_send_routed(gw->backend, s, key, &gw->hdr);
+        gw_backend_send_routed(gw->backend, s, key, &gw->hdr, proto_span(NULL, 0), NULL, NULL);
     }
 }
 
