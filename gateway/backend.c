@@ -379,13 +379,14 @@ s_recv_one(gw_backend_t *b)
     } else if (hdr.type == PROTO_BK_DRAIN || hdr.type == PROTO_BK_BYE) {
         s_on_leaving(b, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), hdr.type);
     } else if (hdr.type == PROTO_BK_REPLY || hdr.type == PROTO_BK_ERROR ||
-               hdr.type == PROTO_BK_SEND || hdr.type == PROTO_BK_CLOSE) {
+               hdr.type == PROTO_BK_SEND || hdr.type == PROTO_BK_CLOSE ||
+               hdr.type == PROTO_BK_PUB || hdr.type == PROTO_BK_PUBLISH) {
         proto_span_t payload = proto_span(NULL, 0);
         int slot = s_find(b, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
 
         if (n == 3)
             payload = proto_span(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]));
-        if ((hdr.type == PROTO_BK_REPLY || hdr.type == PROTO_BK_SEND) && n != 3) {
+        if (proto_bk_has_payload(hdr.type) && n != 3) {
             b->m->backend_malformed++;
             gw_log_limited(GW_LOG_WARN, "backend: type %u without its payload frame", hdr.type);
             goto out;

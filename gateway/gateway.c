@@ -444,7 +444,7 @@ s_raw_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
 
     proto_buf_reset(&gw->hdr);
     if (proto_bk_encode_req(&gw->hdr, 0, c->id, svc_s, key,
-                            PROTO_BK_F_RAW | (binary ? 0 : PROTO_BK_F_TEXT)))
+                            PROTO_BK_F_RAW | (binary ? 0 : PROTO_BK_F_TEXT), proto_span(NULL, 0)))
         goto overloaded;
     rc = gw_backend_send_routed(gw->backend, svc_s, key, &gw->hdr, proto_span(p, len), NULL, NULL);
     if (rc == 0) {
@@ -500,7 +500,7 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
     }
     key = env.key.len ? env.key : s_conn_key(c, keybuf);
     proto_buf_reset(&gw->hdr);
-    if (proto_bk_encode_req(&gw->hdr, gw->next_rid, c->id, env.svc, key, 0)) {
+    if (proto_bk_encode_req(&gw->hdr, gw->next_rid, c->id, env.svc, key, 0, proto_span(NULL, 0))) {
         s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
         return;
     }

@@ -114,6 +114,26 @@ s_text(s_dec_t *d, proto_span_t *out)
     return s_utf8(d, out, 0, PROTO_BK_TEXT_MAX, "invalid text");
 }
 
+/* A channel name: the character set is the gateway's concern (envelope.h);
+ * here it is UTF-8 of 1..PROTO_BK_CHANNEL_MAX bytes. */
+static proto_rc_t
+s_channel(s_dec_t *d, proto_span_t *out)
+{
+    return s_utf8(d, out, 1, PROTO_BK_CHANNEL_MAX, "invalid channel");
+}
+
+static proto_rc_t
+s_user(s_dec_t *d, proto_span_t *out)
+{
+    return s_utf8(d, out, 0, PROTO_BK_USER_MAX, "invalid user");
+}
+
+static proto_rc_t
+s_epoch(s_dec_t *d, proto_span_t *out)
+{
+    return s_utf8(d, out, 0, PROTO_BK_EPOCH_MAX, "invalid epoch");
+}
+
 static proto_rc_t
 s_code(s_dec_t *d, proto_span_t *out)
 {
@@ -232,6 +252,31 @@ s_fields(s_dec_t *d, proto_bk_t *h)
         S_FIELD(s_svc(d, &h->svc));
         S_FIELD(s_key(d, &h->key));
         S_FIELD(s_u32(d, &h->flags, "invalid flags"));
+        if (d->left > 0)
+            S_FIELD(s_user(d, &h->user));
+        break;
+    case PROTO_BK_PUB:
+        S_FIELD(s_channel(d, &h->channel));
+        S_FIELD(s_u32(d, &h->kind, "invalid kind"));
+        if (h->kind > PROTO_BK_PUB_LEAVE)
+            return s_fail(d, PROTO_MALFORMED, "invalid kind");
+        S_FIELD(s_uint(d, &h->offset, "invalid offset"));
+        S_FIELD(s_epoch(d, &h->epoch));
+        S_FIELD(s_user(d, &h->user));
+        break;
+    case PROTO_BK_PUBLISH:
+        S_FIELD(s_uint(d, &h->rid, "invalid ref"));
+        S_FIELD(s_channel(d, &h->channel));
+        break;
+    case PROTO_BK_PUBLISHED:
+        S_FIELD(s_uint(d, &h->rid, "invalid ref"));
+        /* empty code: success */
+        S_FIELD(s_str(d, &h->code, 0, SIZE_MAX, "invalid code"));
+        if (h->code.len && !proto_code_valid(h->code))
+            return s_fail(d, PROTO_MALFORMED, "invalid code");
+        S_FIELD(s_text(d, &h->text));
+        S_FIELD(s_uint(d, &h->offset, "invalid offset"));
+        S_FIELD(s_epoch(d, &h->epoch));
         break;
     case PROTO_BK_CLOSED:
         S_FIELD(s_uint(d, &h->conn, "invalid conn"));
@@ -284,6 +329,13 @@ proto_bk_decode(const uint8_t *buf, size_t len, proto_bk_t *hdr, const char **er
     if (mpk_reader_left(&d.r) != 0)
         return s_fail(&d, PROTO_MALFORMED, "trailing bytes after header");
     return PROTO_OK;
+}
+
+bool
+proto_bk_has_payload(uint32_t type)
+{
+    return type == PROTO_BK_REPLY || type == PROTO_BK_SEND || type == PROTO_BK_REQ ||
+           type == PROTO_BK_PUB || type == PROTO_BK_PUBLISH;
 }
 
 bool
@@ -454,14 +506,48 @@ proto_bk_encode_open(proto_buf_t *out, uint64_t conn, proto_span_t svc, proto_sp
 
 int
 proto_bk_encode_req(proto_buf_t *out, uint64_t rid, uint64_t conn, proto_span_t svc,
-                    proto_span_t key, uint32_t flags)
+                    proto_span_t key, uint32_t flags, proto_span_t user)
 {
     size_t mark = out->len;
 
     return s_end(out, mark,
-                 s_begin(out, 7, PROTO_BK_REQ) || mpk_write_uint(out, rid) ||
+                 s_begin(out, user.len ? 8 : 7, PROTO_BK_REQ) || mpk_write_uint(out, rid) ||
                      mpk_write_uint(out, conn) || s_str_w(out, svc) || s_str_w(out, key) ||
-                     mpk_write_uint(out, flags));
+                     mpk_write_uint(out, flags) || (user.len && s_str_w(out, user)));
+}
+
+int
+proto_bk_encode_pub(proto_buf_t *out, proto_span_t channel, uint32_t kind, uint64_t offset,
+                    proto_span_t epoch, proto_span_t user)
+{
+    size_t mark = out->len;
+
+    return s_end(out, mark,
+                 s_begin(out, 7, PROTO_BK_PUB) || s_str_w(out, channel) ||
+                     mpk_write_uint(out, kind) || mpk_write_uint(out, offset) ||
+                     s_str_w(out, epoch) || s_str_w(out, user));
+}
+
+int
+proto_bk_encode_publish(proto_buf_t *out, uint64_t ref, proto_span_t channel)
+{
+    size_t mark = out->len;
+
+    return s_end(out, mark,
+                 s_begin(out, 4, PROTO_BK_PUBLISH) || mpk_write_uint(out, ref) ||
+                     s_str_w(out, channel));
+}
+
+int
+proto_bk_encode_published(proto_buf_t *out, uint64_t ref, proto_span_t code, proto_span_t msg,
+                          uint64_t offset, proto_span_t epoch)
+{
+    size_t mark = out->len;
+
+    return s_end(out, mark,
+                 s_begin(out, 7, PROTO_BK_PUBLISHED) || mpk_write_uint(out, ref) ||
+                     s_str_w(out, code) || s_str_w(out, msg) || mpk_write_uint(out, offset) ||
+                     s_str_w(out, epoch));
 }
 
 int

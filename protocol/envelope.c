@@ -387,6 +387,7 @@ typedef enum {
     F_ABSENT = 0,
     F_UINT,
     F_STR,
+    F_BOOL,
     F_OTHER, /* present with a type the field never takes */
 } s_fkind_t;
 
@@ -397,8 +398,11 @@ typedef struct {
 } s_field_t;
 
 typedef struct {
-    s_field_t v, op, id, svc, key;
+    s_field_t v, op, id, svc, key, channel, token, epoch, offset, limit, presence;
 } s_fields_t;
+
+/* The string fields whose spans JSON decoding must copy out of jansson. */
+#define S_N_STRS 5
 
 /* Sets env->id from the collected id; false if it is present but bad. */
 static bool
@@ -432,6 +436,70 @@ s_span_eq(proto_span_t s, const char *lit)
 {
     size_t n = strlen(lit);
     return s.len == n && memcmp(s.ptr, lit, n) == 0;
+}
+
+/* A string field of lo..hi bytes of UTF-8, or absent when !required. */
+static bool
+s_str_field(const s_field_t *f, size_t lo, size_t hi, bool required, proto_span_t *out)
+{
+    if (f->kind == F_ABSENT)
+        return !required;
+    if (f->kind != F_STR || f->s.len < lo || f->s.len > hi || !proto_utf8_valid(f->s.ptr, f->s.len))
+        return false;
+    *out = f->s;
+    return true;
+}
+
+/* The fields of the auth and channel ops. Unknown to an op: ignored, like
+ * any unknown field. */
+static proto_rc_t
+s_check_op_fields(const s_fields_t *f, proto_envelope_t *env, const char **err)
+{
+    switch (env->op) {
+    case PROTO_OP_REQ:
+        return PROTO_OK;
+    case PROTO_OP_AUTH:
+        if (f->token.kind == F_STR && f->token.s.len > PROTO_TOKEN_MAX) {
+            *err = "token too long";
+            return PROTO_TOO_BIG;
+        }
+        if (!s_str_field(&f->token, 1, PROTO_TOKEN_MAX, true, &env->token)) {
+            *err = f->token.kind == F_ABSENT ? "missing token" : "invalid token";
+            return PROTO_MALFORMED;
+        }
+        return PROTO_OK;
+    default:
+        break;
+    }
+    if (!s_str_field(&f->channel, 1, PROTO_CHANNEL_MAX, true, &env->channel)) {
+        *err = f->channel.kind == F_ABSENT ? "missing channel" : "invalid channel";
+        return PROTO_MALFORMED;
+    }
+    if (env->op == PROTO_OP_SUB) {
+        if (f->presence.kind != F_ABSENT && f->presence.kind != F_BOOL) {
+            *err = "invalid presence";
+            return PROTO_MALFORMED;
+        }
+        env->presence = f->presence.kind == F_BOOL && f->presence.u;
+        if (!s_str_field(&f->epoch, 1, PROTO_EPOCH_MAX, false, &env->epoch)) {
+            *err = "invalid epoch";
+            return PROTO_MALFORMED;
+        }
+        /* recovery needs both; either alone is a client bug worth telling */
+        if ((f->epoch.kind == F_ABSENT) != (f->offset.kind == F_ABSENT) ||
+            (f->offset.kind != F_ABSENT && f->offset.kind != F_UINT)) {
+            *err = "recovery needs epoch and offset";
+            return PROTO_MALFORMED;
+        }
+        env->offset = f->offset.u;
+    } else if (env->op == PROTO_OP_HISTORY && f->limit.kind != F_ABSENT) {
+        if (f->limit.kind != F_UINT || f->limit.u > UINT32_MAX) {
+            *err = "invalid limit";
+            return PROTO_MALFORMED;
+        }
+        env->limit = (uint32_t)f->limit.u;
+    }
+    return PROTO_OK;
 }
 
 /* Validates the collected fields into env (svc/key spans borrow from the
@@ -480,7 +548,7 @@ s_check_fields(const s_fields_t *f, proto_envelope_t *env, const char **err)
         }
         env->key = f->key.s;
     }
-    return PROTO_OK;
+    return s_check_op_fields(f, env, err);
 }
 
 static void
@@ -496,6 +564,9 @@ s_json_field(json_t *root, const char *name, s_field_t *f)
     } else if (json_is_string(j)) {
         f->kind = F_STR;
         f->s = proto_span(json_string_value(j), json_string_length(j));
+    } else if (json_is_boolean(j)) {
+        f->kind = F_BOOL;
+        f->u = json_is_true(j);
     } else {
         f->kind = F_OTHER;
     }
@@ -508,7 +579,7 @@ s_decode_json(const uint8_t *in, size_t len, proto_buf_t *scratch, proto_envelop
     s_fields_t f;
     json_error_t jerr;
     json_t *root, *data;
-    size_t svc_off, key_off, data_off;
+    size_t data_off;
     proto_rc_t rc;
 
     root = json_loadb((const char *)in, len, JSON_DECODE_FLAGS, &jerr);
@@ -526,6 +597,12 @@ s_decode_json(const uint8_t *in, size_t len, proto_buf_t *scratch, proto_envelop
     s_json_field(root, "id", &f.id);
     s_json_field(root, "svc", &f.svc);
     s_json_field(root, "key", &f.key);
+    s_json_field(root, "channel", &f.channel);
+    s_json_field(root, "token", &f.token);
+    s_json_field(root, "epoch", &f.epoch);
+    s_json_field(root, "offset", &f.offset);
+    s_json_field(root, "limit", &f.limit);
+    s_json_field(root, "presence", &f.presence);
     data = json_object_get(root, "data");
 
     /* The root object is one level; each field may nest MPK_MAX_DEPTH more,
@@ -540,31 +617,37 @@ s_decode_json(const uint8_t *in, size_t len, proto_buf_t *scratch, proto_envelop
     if (rc != PROTO_OK)
         goto out_decref;
 
-    /* svc, key and data must outlive root: copy them into scratch. scratch
-     * may move while we append, so keep offsets and make spans at the end. */
-    svc_off = scratch->len;
-    if (proto_buf_append(scratch, env->svc.ptr, env->svc.len) < 0)
-        goto out_nomem;
-    key_off = scratch->len;
-    if (proto_buf_append(scratch, env->key.ptr, env->key.len) < 0)
-        goto out_nomem;
-    data_off = scratch->len;
-    if (data) {
-        rc = s_json_to_mpk(data, scratch);
-        if (rc != PROTO_OK)
+    /* The strings and data must outlive root: copy them into scratch.
+     * scratch may move while we append, so keep offsets and make spans at
+     * the end. */
+    {
+        proto_span_t *strs[S_N_STRS] = {&env->svc, &env->key, &env->channel, &env->token,
+                                        &env->epoch};
+        size_t offs[S_N_STRS];
+
+        for (size_t i = 0; i < S_N_STRS; i++) {
+            offs[i] = scratch->len;
+            if (proto_buf_append(scratch, strs[i]->ptr, strs[i]->len) < 0)
+                goto out_nomem;
+        }
+        data_off = scratch->len;
+        if (data) {
+            rc = s_json_to_mpk(data, scratch);
+            if (rc != PROTO_OK)
+                goto out_nomem;
+        } else if (mpk_write_nil(scratch) < 0) {
             goto out_nomem;
-    } else if (mpk_write_nil(scratch) < 0) {
-        goto out_nomem;
+        }
+        /* data wrote at least one byte, so payload is not NULL here */
+        for (size_t i = 0; i < S_N_STRS; i++)
+            *strs[i] = proto_span(proto_buf_payload(scratch) + offs[i], strs[i]->len);
+        env->data = proto_span(proto_buf_payload(scratch) + data_off, scratch->len - data_off);
     }
-    /* data wrote at least one byte, so payload is not NULL here */
-    env->svc = proto_span(proto_buf_payload(scratch) + svc_off, env->svc.len);
-    env->key = proto_span(proto_buf_payload(scratch) + key_off, env->key.len);
-    env->data = proto_span(proto_buf_payload(scratch) + data_off, scratch->len - data_off);
     rc = PROTO_OK;
     goto out_decref;
 
 out_nomem:
-    env->svc = env->key = env->data = proto_span(NULL, 0);
+    env->svc = env->key = env->data = env->channel = env->token = env->epoch = proto_span(NULL, 0);
     *err = "out of memory";
     rc = PROTO_NOMEM;
 out_decref:
@@ -599,6 +682,18 @@ s_mpk_field(s_fields_t *f, proto_span_t name)
         return &f->svc;
     if (s_span_eq(name, "key"))
         return &f->key;
+    if (s_span_eq(name, "channel"))
+        return &f->channel;
+    if (s_span_eq(name, "token"))
+        return &f->token;
+    if (s_span_eq(name, "epoch"))
+        return &f->epoch;
+    if (s_span_eq(name, "offset"))
+        return &f->offset;
+    if (s_span_eq(name, "limit"))
+        return &f->limit;
+    if (s_span_eq(name, "presence"))
+        return &f->presence;
     return NULL;
 }
 
@@ -656,6 +751,9 @@ s_decode_mpk(const uint8_t *in, size_t len, proto_envelope_t *env, const char **
             } else if (it.type == MPK_STR) {
                 field->kind = F_STR;
                 field->s = it.v.s;
+            } else if (it.type == MPK_BOOL) {
+                field->kind = F_BOOL;
+                field->u = it.v.b;
             } else {
                 field->kind = F_OTHER;
             }
@@ -889,6 +987,107 @@ proto_envelope_encode_push(proto_enc_t enc, proto_span_t svc, proto_span_t data,
     if (s_mpk_head(out, "push", NULL, 2) < 0 || mpk_write_cstr(out, "svc") < 0 ||
         mpk_write_str(out, svc.ptr, svc.len) < 0 || mpk_write_cstr(out, "data") < 0 ||
         mpk_write_raw(out, data.ptr, data.len) < 0) {
+        out->len = mark;
+        return PROTO_NOMEM;
+    }
+    return PROTO_OK;
+}
+
+/* ---- channel events ---- */
+
+bool
+proto_channel_valid(proto_span_t s, size_t max)
+{
+    if (s.len < 1 || s.len > max || s.len > PROTO_CHANNEL_MAX)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        uint8_t c = s.ptr[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '@' || c == '/' || c == '=' || c == '+' ||
+              c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static json_t *
+s_jstr(proto_span_t s)
+{
+    return json_stringn_nocheck((const char *)s.ptr, s.len);
+}
+
+proto_rc_t
+proto_envelope_encode_msg(proto_enc_t enc, proto_span_t channel, proto_span_t epoch,
+                          uint64_t offset, proto_span_t user, proto_span_t data, proto_buf_t *out)
+{
+    size_t mark = out->len;
+    json_t *o, *jdata;
+    proto_rc_t rc;
+
+    data = s_data_or_nil(data);
+    if (!s_str_ok(channel) || !s_str_ok(epoch) || !s_str_ok(user) || offset > (uint64_t)INT64_MAX)
+        return PROTO_MALFORMED;
+    if (enc == PROTO_ENC_JSON) {
+        rc = s_mpk_span_to_json(data, &jdata);
+        if (rc != PROTO_OK)
+            return rc;
+        o = s_json_head("msg", NULL);
+        if (!o || s_jset(o, "channel", s_jstr(channel)) < 0 ||
+            s_jset(o, "epoch", s_jstr(epoch)) < 0 ||
+            s_jset(o, "offset", json_integer((json_int_t)offset)) < 0 ||
+            (user.len && s_jset(o, "user", s_jstr(user)) < 0)) {
+            json_decref(o);
+            json_decref(jdata);
+            return PROTO_NOMEM;
+        }
+        if (s_jset(o, "data", jdata) < 0) {
+            json_decref(o);
+            return PROTO_NOMEM;
+        }
+        rc = s_json_dump(o, out);
+        json_decref(o);
+        return rc;
+    }
+    rc = mpk_validate(data.ptr, data.len, MPK_MAX_DEPTH);
+    if (rc != PROTO_OK)
+        return rc == PROTO_NEED_MORE ? PROTO_MALFORMED : rc;
+    if (s_mpk_head(out, "msg", NULL, user.len ? 5 : 4) < 0 || mpk_write_cstr(out, "channel") < 0 ||
+        mpk_write_str(out, channel.ptr, channel.len) < 0 || mpk_write_cstr(out, "epoch") < 0 ||
+        mpk_write_str(out, epoch.ptr, epoch.len) < 0 || mpk_write_cstr(out, "offset") < 0 ||
+        mpk_write_uint(out, offset) < 0 ||
+        (user.len && (mpk_write_cstr(out, "user") < 0 ||
+                      mpk_write_str(out, user.ptr, user.len) < 0)) ||
+        mpk_write_cstr(out, "data") < 0 || mpk_write_raw(out, data.ptr, data.len) < 0) {
+        out->len = mark;
+        return PROTO_NOMEM;
+    }
+    return PROTO_OK;
+}
+
+proto_rc_t
+proto_envelope_encode_presence(proto_enc_t enc, bool join, proto_span_t channel, proto_span_t user,
+                               proto_buf_t *out)
+{
+    const char *op = join ? "join" : "leave";
+    size_t mark = out->len;
+    json_t *o;
+    proto_rc_t rc;
+
+    if (!s_str_ok(channel) || !s_str_ok(user))
+        return PROTO_MALFORMED;
+    if (enc == PROTO_ENC_JSON) {
+        o = s_json_head(op, NULL);
+        if (!o || s_jset(o, "channel", s_jstr(channel)) < 0 || s_jset(o, "user", s_jstr(user)) < 0) {
+            json_decref(o);
+            return PROTO_NOMEM;
+        }
+        rc = s_json_dump(o, out);
+        json_decref(o);
+        return rc;
+    }
+    if (s_mpk_head(out, op, NULL, 2) < 0 || mpk_write_cstr(out, "channel") < 0 ||
+        mpk_write_str(out, channel.ptr, channel.len) < 0 || mpk_write_cstr(out, "user") < 0 ||
+        mpk_write_str(out, user.ptr, user.len) < 0) {
         out->len = mark;
         return PROTO_NOMEM;
     }

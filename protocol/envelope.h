@@ -20,14 +20,16 @@
 #define PROTO_KEY_MAX 256 /* bytes in an actor key: any UTF-8 */
 #define PROTO_ID_MAX 64   /* bytes in a string request id */
 #define PROTO_CODE_MAX 32 /* bytes in an error code: [a-z0-9_]+ */
+#define PROTO_CHANNEL_MAX 255 /* bytes in a channel name (the gateway may set a lower limit) */
+#define PROTO_TOKEN_MAX 8192  /* bytes in an auth token */
+#define PROTO_EPOCH_MAX 32    /* bytes in a channel epoch */
 
 typedef enum {
     PROTO_ENC_JSON = 0,
     PROTO_ENC_MSGPACK = 1,
 } proto_enc_t;
 
-/* Operations. Only REQ is served by the spine; the others are reserved in
- * the envelope so auth and channels slot in without a version change. */
+/* Client operations. */
 typedef enum {
     PROTO_OP_REQ = 1,
     PROTO_OP_AUTH,
@@ -71,9 +73,16 @@ typedef struct {
 typedef struct {
     proto_op_t op;
     proto_id_t id;
-    proto_span_t svc;  /* required for REQ */
-    proto_span_t key;  /* len 0: absent (the connection is the key) */
-    proto_span_t data; /* one msgpack value; absent data decodes as nil */
+    proto_span_t svc;     /* required for REQ */
+    proto_span_t key;     /* len 0: absent (the connection is the key) */
+    proto_span_t data;    /* one msgpack value; absent data decodes as nil */
+    proto_span_t channel; /* required for SUB, UNSUB, PUB, PRESENCE, HISTORY: UTF-8, 1..255 bytes
+                             (proto_channel_valid() is the gateway's stricter check) */
+    proto_span_t token;   /* required for AUTH: 1..PROTO_TOKEN_MAX bytes of UTF-8 */
+    proto_span_t epoch;   /* SUB: recover from (epoch, offset); len 0: no recovery */
+    uint64_t offset;      /* SUB with epoch: the last offset the client saw */
+    uint32_t limit;       /* HISTORY: most publications wanted (0: absent) */
+    bool presence;        /* SUB: also deliver join/leave events */
 } proto_envelope_t;
 
 /*
@@ -113,6 +122,23 @@ proto_rc_t proto_envelope_encode_err(proto_enc_t enc, const proto_id_t *id, prot
                                      proto_span_t msg, proto_buf_t *out);
 proto_rc_t proto_envelope_encode_push(proto_enc_t enc, proto_span_t svc, proto_span_t data,
                                       proto_buf_t *out);
+
+/*
+ * Server -> client channel events, in the client's encoding:
+ *   msg:   {"v":1,"op":"msg","channel":C,"epoch":E,"offset":N,"user":U,"data":DATA}
+ *          ("user" left out when empty: a publication from the backend)
+ *   join:  {"v":1,"op":"join","channel":C,"user":U}
+ *   leave: {"v":1,"op":"leave","channel":C,"user":U}
+ */
+proto_rc_t proto_envelope_encode_msg(proto_enc_t enc, proto_span_t channel, proto_span_t epoch,
+                                     uint64_t offset, proto_span_t user, proto_span_t data,
+                                     proto_buf_t *out);
+proto_rc_t proto_envelope_encode_presence(proto_enc_t enc, bool join, proto_span_t channel,
+                                          proto_span_t user, proto_buf_t *out);
+
+/* True if s is a channel name of 1..max bytes of [A-Za-z0-9_.:@/=+-]
+ * (max at most PROTO_CHANNEL_MAX). */
+bool proto_channel_valid(proto_span_t s, size_t max);
 
 /* True if s is a valid service name / error code (character set and length). */
 bool proto_svc_valid(proto_span_t s);

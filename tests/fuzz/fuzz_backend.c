@@ -52,9 +52,15 @@ s_reencode(const proto_bk_t *h, proto_buf_t *out)
     case PROTO_BK_OPEN:
         return proto_bk_encode_open(out, h->conn, h->svc, h->key, h->flags);
     case PROTO_BK_REQ:
-        return proto_bk_encode_req(out, h->rid, h->conn, h->svc, h->key, h->flags);
+        return proto_bk_encode_req(out, h->rid, h->conn, h->svc, h->key, h->flags, h->user);
     case PROTO_BK_CLOSED:
         return proto_bk_encode_closed(out, h->conn, h->svc, h->key, h->close_code);
+    case PROTO_BK_PUB:
+        return proto_bk_encode_pub(out, h->channel, h->kind, h->offset, h->epoch, h->user);
+    case PROTO_BK_PUBLISH:
+        return proto_bk_encode_publish(out, h->rid, h->channel);
+    case PROTO_BK_PUBLISHED:
+        return proto_bk_encode_published(out, h->rid, h->code, h->text, h->offset, h->epoch);
     }
     abort();
 }
@@ -79,6 +85,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
           h.close_code == h2.close_code && h.list_count == h2.list_count);
     CHECK(s_eq(h.id, h2.id) && s_eq(h.svc, h2.svc) && s_eq(h.key, h2.key) &&
           s_eq(h.code, h2.code) && s_eq(h.text, h2.text));
+    CHECK(s_eq(h.user, h2.user) && s_eq(h.channel, h2.channel) && s_eq(h.epoch, h2.epoch) &&
+          h.offset == h2.offset && h.kind == h2.kind);
     proto_buf_fini(&out);
     return 0;
 }

@@ -49,7 +49,8 @@ test_reference_bytes(void **state)
 
     (void)state;
     proto_buf_init(&b, 0);
-    assert_int_equal(proto_bk_encode_req(&b, 5, 9, s_cspan("chat"), s_cspan("k"), PROTO_BK_F_RAW),
+    assert_int_equal(proto_bk_encode_req(&b, 5, 9, s_cspan("chat"), s_cspan("k"), PROTO_BK_F_RAW,
+                                         proto_span(NULL, 0)),
                      0);
     s_expect(&b, "97 01 22 05 09 a4 63 68 61 74 a1 6b 01");
     assert_int_equal(proto_bk_encode_hello(&b, s_cspan("w1"), svcs, NULL, 2), 0);
@@ -70,7 +71,7 @@ test_reference_bytes(void **state)
     s_expect(&b, "96 01 23 01 a1 78 a1 6b cd 03 e9");
 
     /* the worked examples of docs/backend-protocol.md */
-    assert_int_equal(proto_bk_encode_req(&b, 5, 42, s_cspan("counter"), s_cspan("user:1"), 0), 0);
+    assert_int_equal(proto_bk_encode_req(&b, 5, 42, s_cspan("counter"), s_cspan("user:1"), 0, proto_span(NULL, 0)), 0);
     s_expect(&b, "97 01 22 05 2a a7 63 6f 75 6e 74 65 72 a6 75 73 65 72 3a 31 00");
     assert_int_equal(proto_bk_encode_reply(&b, 5), 0);
     s_expect(&b, "93 01 02 05");
@@ -82,7 +83,7 @@ test_reference_bytes(void **state)
     s_expect(&b, "95 01 03 05 aa 6f 76 65 72 6c 6f 61 64 65 64 ac 6d 61 69 6c 62 6f 78 20 66 75 "
                  "6c 6c");
     assert_int_equal(proto_bk_encode_req(&b, 0, 42, s_cspan("echo"), s_cspan("c:42"),
-                                         PROTO_BK_F_RAW | PROTO_BK_F_TEXT),
+                                         PROTO_BK_F_RAW | PROTO_BK_F_TEXT, proto_span(NULL, 0)),
                      0);
     s_expect(&b, "97 01 22 00 2a a4 65 63 68 6f a4 63 3a 34 32 03");
 
@@ -196,7 +197,7 @@ test_roundtrip_every_type(void **state)
     assert_int_equal(h.flags, PROTO_BK_F_RAW);
 
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_req(&b, 0, UINT64_MAX, s_cspan("s"), s_cspan(""), 0), 0);
+    assert_int_equal(proto_bk_encode_req(&b, 0, UINT64_MAX, s_cspan("s"), s_cspan(""), 0, proto_span(NULL, 0)), 0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
     assert_int_equal(h.type, PROTO_BK_REQ);
     assert_int_equal(h.rid, 0);
@@ -468,7 +469,7 @@ test_version_and_type(void **state)
     assert_int_equal(proto_bk_decode((const uint8_t *)"\x93\xa1\x31\x02\x05", 5, &h, &err),
                      PROTO_MALFORMED);
     /* unknown types */
-    static const uint8_t types[] = {0, 8, 31, 37, 127};
+    static const uint8_t types[] = {0, 10, 31, 38, 127};
     for (size_t k = 0; k < sizeof types; k++) {
         uint8_t in[] = {0x93, 0x01, types[k], 0x05};
         assert_int_equal(proto_bk_decode(in, sizeof in, &h, &err), PROTO_MALFORMED);
@@ -571,10 +572,10 @@ test_limits(void **state)
 
     /* keys: 0..256 bytes */
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_req(&b, 1, 1, s_cspan("s"), proto_span(big, 256), 0), 0);
+    assert_int_equal(proto_bk_encode_req(&b, 1, 1, s_cspan("s"), proto_span(big, 256), 0, proto_span(NULL, 0)), 0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_req(&b, 1, 1, s_cspan("s"), proto_span(big, 257), 0), 0);
+    assert_int_equal(proto_bk_encode_req(&b, 1, 1, s_cspan("s"), proto_span(big, 257), 0, proto_span(NULL, 0)), 0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_TOO_BIG);
 
     /* services in a HELLO */
@@ -697,11 +698,85 @@ test_hello_flags_and_drain(void **state)
     proto_buf_fini(&b);
 }
 
+static void
+test_channel_messages(void **state)
+{
+    proto_buf_t b;
+    proto_bk_t h;
+    const char *err;
+
+    (void)state;
+    proto_buf_init(&b, 0);
+    /* REQ with a user: one more element; without, the 7 of v1 */
+    assert_int_equal(proto_bk_encode_req(&b, 5, 9, s_cspan("chan"), s_cspan("room"), PROTO_BK_F_GW,
+                                         s_cspan("alice")),
+                     0);
+    assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
+    assert_true(s_span_is(h.user, "alice"));
+    assert_int_equal(h.flags, PROTO_BK_F_GW);
+    assert_true(proto_bk_has_payload(h.type));
+    s_expect(&b, "98 01 22 05 09 a4 63 68 61 6e a4 72 6f 6f 6d 04 a5 61 6c 69 63 65");
+
+    proto_buf_reset(&b);
+    assert_int_equal(proto_bk_encode_pub(&b, s_cspan("room"), PROTO_BK_PUB_JOIN, 300, s_cspan("e1"),
+                                         s_cspan("bob")),
+                     0);
+    assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
+    assert_int_equal(h.type, PROTO_BK_PUB);
+    assert_true(s_span_is(h.channel, "room"));
+    assert_int_equal(h.kind, PROTO_BK_PUB_JOIN);
+    assert_int_equal(h.offset, 300);
+    assert_true(s_span_is(h.epoch, "e1"));
+    assert_true(s_span_is(h.user, "bob"));
+    s_expect(&b, "97 01 08 a4 72 6f 6f 6d 01 cd 01 2c a2 65 31 a3 62 6f 62");
+    assert_true(proto_bk_has_payload(PROTO_BK_PUB));
+
+    /* a kind we do not know is malformed, not silently a publication */
+    assert_int_equal(proto_bk_decode((const uint8_t *)"\x97\x01\x08\xa1r\x03\x00\xa0\xa0", 9, &h,
+                                     &err),
+                     PROTO_MALFORMED);
+    assert_string_equal(err, "invalid kind");
+    /* an empty channel is malformed */
+    assert_int_equal(proto_bk_decode((const uint8_t *)"\x97\x01\x08\xa0\x00\x00\xa0\xa0", 8, &h,
+                                     &err),
+                     PROTO_MALFORMED);
+
+    proto_buf_reset(&b);
+    assert_int_equal(proto_bk_encode_publish(&b, 77, s_cspan("news")), 0);
+    assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
+    assert_int_equal(h.type, PROTO_BK_PUBLISH);
+    assert_int_equal(h.rid, 77);
+    assert_true(s_span_is(h.channel, "news"));
+    assert_true(proto_bk_has_payload(PROTO_BK_PUBLISH));
+
+    proto_buf_reset(&b);
+    assert_int_equal(proto_bk_encode_published(&b, 77, s_cspan(""), s_cspan(""), 12, s_cspan("e2")),
+                     0);
+    assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
+    assert_int_equal(h.type, PROTO_BK_PUBLISHED);
+    assert_int_equal(h.code.len, 0);
+    assert_int_equal(h.offset, 12);
+    assert_false(proto_bk_has_payload(PROTO_BK_PUBLISHED));
+    proto_buf_reset(&b);
+    assert_int_equal(proto_bk_encode_published(&b, 78, s_cspan("forbidden"), s_cspan("no"), 0,
+                                               s_cspan("")),
+                     0);
+    assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
+    assert_true(s_span_is(h.code, "forbidden"));
+    proto_buf_reset(&b);
+    assert_int_equal(proto_bk_encode_published(&b, 78, s_cspan("Bad Code"), s_cspan(""), 0,
+                                               s_cspan("")),
+                     0);
+    assert_int_equal(s_decode(&b, &h, &err), PROTO_MALFORMED);
+    proto_buf_fini(&b);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_bytes),
+        cmocka_unit_test(test_channel_messages),
         cmocka_unit_test(test_hello_flags_and_drain),
         cmocka_unit_test(test_roundtrip_every_type),
         cmocka_unit_test(test_wrong_type_every_field),

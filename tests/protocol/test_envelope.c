@@ -148,7 +148,8 @@ test_ops(void **state)
     proto_buf_init(&scratch, 0);
     proto_buf_init(&m, 0);
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
-        snprintf(in, sizeof in, "{\"op\":\"%s\",\"svc\":\"s\"}", ops[k].name);
+        snprintf(in, sizeof in, "{\"op\":\"%s\",\"svc\":\"s\",\"channel\":\"c\",\"token\":\"t\"}",
+                 ops[k].name);
         assert_int_equal(proto_envelope_decode(PROTO_ENC_JSON, (const uint8_t *)in, strlen(in),
                                                &scratch, &env, &err),
                          PROTO_OK);
@@ -196,7 +197,18 @@ static const dec_case_t s_dec_cases[] = {
     {"{\"op\":null,\"svc\":\"a\"}", PROTO_MALFORMED, "unknown op", PROTO_ID_NONE, 0, NULL},
     {"{}", PROTO_MALFORMED, "missing svc", PROTO_ID_NONE, 0, NULL},
     {"{\"op\":\"req\",\"id\":\"q\"}", PROTO_MALFORMED, "missing svc", PROTO_ID_STR, 0, "q"},
-    {"{\"op\":\"sub\"}", PROTO_OK, NULL, PROTO_ID_NONE, 0, NULL}, /* svc only needed for req */
+    {"{\"op\":\"sub\",\"channel\":\"c\"}", PROTO_OK, NULL, PROTO_ID_NONE, 0, NULL}, /* svc only needed for req */
+    {"{\"op\":\"sub\"}", PROTO_MALFORMED, "missing channel", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"pub\",\"channel\":7}", PROTO_MALFORMED, "invalid channel", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"unsub\",\"channel\":\"\"}", PROTO_MALFORMED, "invalid channel", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"auth\"}", PROTO_MALFORMED, "missing token", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"auth\",\"token\":\"\"}", PROTO_MALFORMED, "invalid token", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"auth\",\"token\":1}", PROTO_MALFORMED, "invalid token", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"sub\",\"channel\":\"c\",\"presence\":1}", PROTO_MALFORMED, "invalid presence", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"sub\",\"channel\":\"c\",\"epoch\":\"e\"}", PROTO_MALFORMED, "recovery needs epoch and offset", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"sub\",\"channel\":\"c\",\"offset\":3}", PROTO_MALFORMED, "recovery needs epoch and offset", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"sub\",\"channel\":\"c\",\"epoch\":\"e\",\"offset\":-1}", PROTO_MALFORMED, "recovery needs epoch and offset", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"history\",\"channel\":\"c\",\"limit\":\"x\"}", PROTO_MALFORMED, "invalid limit", PROTO_ID_NONE, 0, NULL},
     {"{\"op\":\"sub\",\"svc\":\"\"}", PROTO_MALFORMED, "invalid svc", PROTO_ID_NONE, 0, NULL},
     {"{\"svc\":\"\"}", PROTO_MALFORMED, "invalid svc", PROTO_ID_NONE, 0, NULL},
     {"{\"svc\":\"Chat\"}", PROTO_MALFORMED, "invalid svc", PROTO_ID_NONE, 0, NULL},
@@ -341,8 +353,10 @@ test_mpk_decode_full_zero_copy(void **state)
     (void)state;
     proto_buf_init(&in, 0);
     proto_buf_init(&scratch, 0);
-    /* {"data": ..., 7: 8, "key": "k", "svc": "s", "op": "pub", "v": 1, "id": 99} */
-    mpk_write_map(&in, 7);
+    /* {"data": ..., 7: 8, "key": "k", "svc": "s", "op": "pub", "v": 1, "id": 99, "channel": "c"} */
+    mpk_write_map(&in, 8);
+    mpk_write_cstr(&in, "channel");
+    mpk_write_cstr(&in, "c");
     mpk_write_cstr(&in, "data");
     mpk_write_raw(&in, data, sizeof data);
     mpk_write_uint(&in, 7); /* a non-string key: not a field, ignored */
@@ -366,7 +380,7 @@ test_mpk_decode_full_zero_copy(void **state)
     assert_true(s_span_is(env.svc, "s"));
     assert_true(s_span_is(env.key, "k"));
     /* data is the client's bytes, in place, bin and ext included */
-    assert_ptr_equal(env.data.ptr, proto_buf_payload(&in) + 6);
+    assert_ptr_equal(env.data.ptr, proto_buf_payload(&in) + 16);
     assert_int_equal(env.data.len, sizeof data);
     /* "s" is followed by "op","pub","v",1,"id",99: 14 bytes */
     assert_ptr_equal(env.svc.ptr, proto_buf_payload(&in) + in.len - 15);
@@ -1197,11 +1211,151 @@ test_err_names(void **state)
     assert_non_null(proto_err_name(PROTO_ERR__COUNT));
 }
 
+/* ---- auth and channel ops ---- */
+
+static void
+test_channel_fields_both_encodings(void **state)
+{
+    static const char *json =
+        "{\"op\":\"sub\",\"id\":3,\"channel\":\"room:1\",\"presence\":true,\"epoch\":\"ab12\","
+        "\"offset\":17,\"data\":{\"x\":1}}";
+    proto_buf_t scratch, m;
+    proto_envelope_t env;
+    const char *err;
+
+    (void)state;
+    proto_buf_init(&scratch, 0);
+    proto_buf_init(&m, 0);
+    for (int enc = 0; enc < 2; enc++) {
+        if (enc == 0) {
+            assert_int_equal(proto_envelope_decode(PROTO_ENC_JSON, (const uint8_t *)json,
+                                                   strlen(json), &scratch, &env, &err),
+                             PROTO_OK);
+        } else {
+            s_j2m(json, &m);
+            assert_int_equal(proto_envelope_decode(PROTO_ENC_MSGPACK, proto_buf_payload(&m), m.len,
+                                                   &scratch, &env, &err),
+                             PROTO_OK);
+        }
+        assert_int_equal(env.op, PROTO_OP_SUB);
+        assert_true(s_span_is(env.channel, "room:1"));
+        assert_true(s_span_is(env.epoch, "ab12"));
+        assert_int_equal(env.offset, 17);
+        assert_true(env.presence);
+        assert_int_equal(env.id.u, 3);
+        /* {"x":1} */
+        assert_int_equal(env.data.len, 4);
+    }
+    /* presence false, no recovery */
+    static const char *plain = "{\"op\":\"sub\",\"channel\":\"c\",\"presence\":false}";
+    assert_int_equal(proto_envelope_decode(PROTO_ENC_JSON, (const uint8_t *)plain, strlen(plain),
+                                           &scratch, &env, &err),
+                     PROTO_OK);
+    assert_false(env.presence);
+    assert_int_equal(env.epoch.len, 0);
+    /* auth: the token survives the JSON tree being freed */
+    static const char *auth = "{\"op\":\"auth\",\"id\":\"a\",\"token\":\"aaa.bbb.ccc\"}";
+    assert_int_equal(proto_envelope_decode(PROTO_ENC_JSON, (const uint8_t *)auth, strlen(auth),
+                                           &scratch, &env, &err),
+                     PROTO_OK);
+    assert_int_equal(env.op, PROTO_OP_AUTH);
+    assert_true(s_span_is(env.token, "aaa.bbb.ccc"));
+    /* history limit */
+    static const char *hist = "{\"op\":\"history\",\"channel\":\"c\",\"limit\":10}";
+    assert_int_equal(proto_envelope_decode(PROTO_ENC_JSON, (const uint8_t *)hist, strlen(hist),
+                                           &scratch, &env, &err),
+                     PROTO_OK);
+    assert_int_equal(env.limit, 10);
+    /* an over-long token is TOO_BIG, not malformed */
+    proto_buf_t big;
+    proto_buf_init(&big, 0);
+    assert_int_equal(proto_buf_append(&big, "{\"op\":\"auth\",\"token\":\"", 22), 0);
+    for (int i = 0; i < PROTO_TOKEN_MAX + 1; i++)
+        assert_int_equal(proto_buf_append(&big, "a", 1), 0);
+    assert_int_equal(proto_buf_append(&big, "\"}", 2), 0);
+    assert_int_equal(proto_envelope_decode(PROTO_ENC_JSON, proto_buf_payload(&big), big.len,
+                                           &scratch, &env, &err),
+                     PROTO_TOO_BIG);
+    proto_buf_fini(&big);
+    proto_buf_fini(&scratch);
+    proto_buf_fini(&m);
+}
+
+static void
+test_channel_valid(void **state)
+{
+    (void)state;
+    assert_true(proto_channel_valid(proto_span("room:1", 6), 128));
+    assert_true(proto_channel_valid(proto_span("a/b@c=d+e-f_g.h", 15), 128));
+    assert_false(proto_channel_valid(proto_span("", 0), 128));
+    assert_false(proto_channel_valid(proto_span("a b", 3), 128));
+    assert_false(proto_channel_valid(proto_span("a*", 2), 128));
+    assert_false(proto_channel_valid(proto_span("\xc3\xa9", 2), 128));
+    assert_false(proto_channel_valid(proto_span("abcd", 4), 3));
+    assert_true(proto_channel_valid(proto_span("abc", 3), 3));
+}
+
+static void
+test_encode_channel_events(void **state)
+{
+    proto_buf_t out, tmp, data;
+
+    (void)state;
+    proto_buf_init(&out, 0);
+    proto_buf_init(&tmp, 0);
+    proto_buf_init(&data, 0);
+    s_j2m("{\"t\":\"hi\"}", &data);
+    proto_span_t d = proto_span(proto_buf_payload(&data), data.len);
+
+    assert_int_equal(proto_envelope_encode_msg(PROTO_ENC_JSON, proto_span("room", 4),
+                                               proto_span("e1", 2), 5, proto_span("alice", 5), d,
+                                               &out),
+                     PROTO_OK);
+    assert_int_equal(proto_buf_append(&out, "", 1), 0);
+    assert_string_equal((const char *)proto_buf_payload(&out),
+                        "{\"v\":1,\"op\":\"msg\",\"channel\":\"room\",\"epoch\":\"e1\",\"offset\":5,"
+                        "\"user\":\"alice\",\"data\":{\"t\":\"hi\"}}");
+    /* msgpack carries the same fields; no user from the backend */
+    proto_buf_reset(&out);
+    assert_int_equal(proto_envelope_encode_msg(PROTO_ENC_MSGPACK, proto_span("room", 4),
+                                               proto_span("e1", 2), 5, proto_span(NULL, 0), d,
+                                               &out),
+                     PROTO_OK);
+    assert_string_equal(s_m2j(proto_span(proto_buf_payload(&out), out.len), &tmp),
+                        "{\"v\":1,\"op\":\"msg\",\"channel\":\"room\",\"epoch\":\"e1\",\"offset\":5,"
+                        "\"data\":{\"t\":\"hi\"}}");
+    proto_buf_reset(&out);
+    assert_int_equal(proto_envelope_encode_presence(PROTO_ENC_JSON, true, proto_span("room", 4),
+                                                    proto_span("bob", 3), &out),
+                     PROTO_OK);
+    assert_int_equal(proto_buf_append(&out, "", 1), 0);
+    assert_string_equal((const char *)proto_buf_payload(&out),
+                        "{\"v\":1,\"op\":\"join\",\"channel\":\"room\",\"user\":\"bob\"}");
+    proto_buf_reset(&out);
+    assert_int_equal(proto_envelope_encode_presence(PROTO_ENC_MSGPACK, false, proto_span("room", 4),
+                                                    proto_span("bob", 3), &out),
+                     PROTO_OK);
+    assert_string_equal(s_m2j(proto_span(proto_buf_payload(&out), out.len), &tmp),
+                        "{\"v\":1,\"op\":\"leave\",\"channel\":\"room\",\"user\":\"bob\"}");
+    /* bad UTF-8 in a field is refused, nothing appended */
+    proto_buf_reset(&out);
+    assert_int_equal(proto_envelope_encode_presence(PROTO_ENC_JSON, true, proto_span("\xff", 1),
+                                                    proto_span("bob", 3), &out),
+                     PROTO_MALFORMED);
+    assert_int_equal(out.len, 0);
+    proto_buf_fini(&out);
+    proto_buf_fini(&tmp);
+    proto_buf_fini(&data);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_decode_full),
+        cmocka_unit_test(test_channel_fields_both_encodings),
+        cmocka_unit_test(test_channel_valid),
+        cmocka_unit_test(test_encode_channel_events),
         cmocka_unit_test(test_json_decode_minimal),
         cmocka_unit_test(test_json_decode_scratch_reuse),
         cmocka_unit_test(test_ops),
