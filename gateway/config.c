@@ -29,6 +29,14 @@ gw_config_defaults(gw_config_t *cfg)
     cfg->request_timeout_ms = 10000;
     cfg->worker_timeout_ms = 3000;
     cfg->drain_ms = 2000;
+    snprintf(cfg->auth, sizeof(cfg->auth), "none");
+    snprintf(cfg->auth_service, sizeof(cfg->auth_service), "auth");
+    cfg->auth_timeout_ms = 5000;
+    cfg->auth_grace_ms = 10000;
+    cfg->allow_no_origin = true;
+    snprintf(cfg->channel_service, sizeof(cfg->channel_service), "chan");
+    cfg->max_subs = 64;
+    cfg->max_channel_len = 128;
 }
 
 static int
@@ -153,6 +161,102 @@ s_set_id(void *obj, const proto_setting_t *s, const char *val, char *err, size_t
     return proto_setting_set_str(obj, s, val, err, errsz);
 }
 
+static int
+s_set_svc(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    if (!proto_svc_valid(proto_span(val, strlen(val)))) {
+        snprintf(err, errsz, "expected a service name ([a-z0-9_.-], 1..64), got '%s'", val);
+        return -1;
+    }
+    return proto_setting_set_str(obj, s, val, err, errsz);
+}
+
+static int
+s_set_auth(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    if (strcmp(val, "none") && strcmp(val, "required")) {
+        snprintf(err, errsz, "expected none or required, got '%s'", val);
+        return -1;
+    }
+    return proto_setting_set_str(obj, s, val, err, errsz);
+}
+
+static int
+s_set_origin(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    gw_config_t *cfg = obj;
+    size_t n = strlen(val);
+
+    (void)s;
+    /* scheme://host[:port], nothing after: that is all an Origin holds */
+    if (cfg->n_origins == GW_MAX_ORIGINS || n == 0 || n >= sizeof(cfg->origins[0]) ||
+        !strstr(val, "://") || strchr(strstr(val, "://") + 3, '/')) {
+        snprintf(err, errsz, "expected SCHEME://HOST[:PORT] (at most %d), got '%s'",
+                 GW_MAX_ORIGINS, val);
+        return -1;
+    }
+    memcpy(cfg->origins[cfg->n_origins++], val, n + 1);
+    return 0;
+}
+
+static void
+s_reset_origin(void *obj, const proto_setting_t *s)
+{
+    (void)s;
+    ((gw_config_t *)obj)->n_origins = 0;
+}
+
+static void
+s_show_origin(const void *obj, const proto_setting_t *s, FILE *f)
+{
+    const gw_config_t *cfg = obj;
+    int i;
+
+    for (i = 0; i < cfg->n_origins; i++)
+        fprintf(f, "%s = %s\n", s->name, cfg->origins[i]);
+}
+
+/* One allow-list entry against an Origin, case-insensitively (RFC 6454
+ * serialises scheme and host in lower case, but be lenient). A '*' matches
+ * one or more characters of the host up to the next '.' or ':', so the
+ * pattern "https://" "*.example.com" takes https://a.example.com, not
+ * https://example.com nor https://a.b.example.com. */
+static bool
+s_origin_match(const char *pat, const char *o)
+{
+    while (*pat) {
+        if (*pat == '*') {
+            size_t n = 0;
+
+            while (o[n] && o[n] != '.' && o[n] != ':' && o[n] != '/')
+                n++;
+            if (n == 0)
+                return false;
+            o += n;
+            pat++;
+            continue;
+        }
+        if (!*o || (*pat | 0x20) != (*o | 0x20))
+            return false;
+        pat++;
+        o++;
+    }
+    return *o == '\0';
+}
+
+bool
+gw_config_origin_ok(const gw_config_t *cfg, const char *origin)
+{
+    int i;
+
+    if (!cfg->n_origins)
+        return true;
+    for (i = 0; i < cfg->n_origins; i++)
+        if (s_origin_match(cfg->origins[i], origin))
+            return true;
+    return false;
+}
+
 #define F(field) offsetof(gw_config_t, field), 0, sizeof(((gw_config_t *)0)->field)
 #define NUM(name, field, max, help)                                                                \
     {                                                                                              \
@@ -196,6 +300,26 @@ static const proto_setting_t s_settings[] = {
         "CURVE on the backend: the gateway's secret key (wsgate-keygen)"),
     STR("curve-allow-file", "FILE", curve_allow_file,
         "CURVE: the workers' public keys allowed in, one a line"),
+    {"auth", "MODE", "none (every /ws client anonymous: development) or required (none)",
+     s_set_auth, proto_setting_show_str, NULL, F(auth), 0, 0},
+    {"auth-service", "SERVICE", "the service that verifies tokens (auth)", s_set_svc,
+     proto_setting_show_str, NULL, F(auth_service), 0, 0},
+    NUM("auth-timeout-ms", auth_timeout_ms, 3600000,
+        "auth=required: close 4004 when not authenticated after this (5000)"),
+    NUM("auth-grace-ms", auth_grace_ms, 86400000,
+        "close 4005 this long after the token expired without a refresh (10000)"),
+    STR("raw-auth", "MODE", raw_auth,
+        "auth=required with raw endpoints: must be none (raw clients stay anonymous)"),
+    {"origin", "ORIGIN", "allowed Origin at the handshake, repeatable; '*' in the host (any)",
+     s_set_origin, s_show_origin, s_reset_origin, 0, 0, 0, 0, 0},
+    {"allow-no-origin", "BOOL", "admit clients that send no Origin header, e.g. devices (true)",
+     proto_setting_set_bool, proto_setting_show_bool, NULL, F(allow_no_origin), 0, 0},
+    {"channel-service", "SERVICE", "the channel actors' service (chan)", s_set_svc,
+     proto_setting_show_str, NULL, F(channel_service), 0, 0},
+    NUM("max-subs", max_subs, 65536, "subscriptions per connection (64)"),
+    NUM("max-channel-len", max_channel_len, PROTO_CHANNEL_MAX, "bytes in a channel name (128)"),
+    STR("api-key-file", "FILE", api_key_file,
+        "admin listener: POST /publish needs this key as a bearer token (off)"),
 };
 
 static const proto_settings_t s_table = {
@@ -213,6 +337,36 @@ gw_config_print(const gw_config_t *cfg, FILE *f)
     proto_settings_print(&s_table, cfg, f);
 }
 
+/* The API key: the file's first line, 16..GW_API_KEY_MAX printable bytes. */
+static int
+s_read_api_key(gw_config_t *cfg)
+{
+    FILE *f = fopen(cfg->api_key_file, "r");
+    char line[GW_API_KEY_MAX + 8];
+    size_t n;
+
+    if (!f) {
+        fprintf(stderr, "wsgate: api-key-file %s: %s\n", cfg->api_key_file, strerror(errno));
+        return -1;
+    }
+    if (!fgets(line, sizeof(line), f))
+        line[0] = '\0';
+    fclose(f);
+    n = strcspn(line, "\r\n");
+    line[n] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (line[i] <= ' ' || line[i] > '~')
+            n = 0;
+    }
+    if (n < 16 || n > GW_API_KEY_MAX) {
+        fprintf(stderr, "wsgate: api-key-file %s: the first line must be 16..%d printable "
+                        "characters without spaces\n", cfg->api_key_file, GW_API_KEY_MAX);
+        return -1;
+    }
+    memcpy(cfg->api_key, line, n + 1);
+    return 0;
+}
+
 int
 gw_config_parse(gw_config_t *cfg, int argc, char **argv)
 {
@@ -220,7 +374,9 @@ gw_config_parse(gw_config_t *cfg, int argc, char **argv)
 
     if (rc)
         return rc;
-    if (cfg->n_raw == 0) {
+    /* The default raw endpoint is a development convenience: not under
+     * auth = required, where raw endpoints must be asked for. */
+    if (cfg->n_raw == 0 && strcmp(cfg->auth, "required")) {
         snprintf(cfg->raw[0].path, sizeof(cfg->raw[0].path), "/raw/echo");
         snprintf(cfg->raw[0].service, sizeof(cfg->raw[0].service), "echo");
         cfg->n_raw = 1;
@@ -241,6 +397,26 @@ gw_config_parse(gw_config_t *cfg, int argc, char **argv)
         fprintf(stderr, "wsgate: --idle-ms must be larger than --ping-ms\n");
         return -1;
     }
+    cfg->auth_required = !strcmp(cfg->auth, "required");
+    if (cfg->auth_required && cfg->n_raw && strcmp(cfg->raw_auth, "none")) {
+        fprintf(stderr, "wsgate: auth = required, but raw endpoints cannot authenticate: set "
+                        "raw-auth = none to run them anonymous, or remove them\n");
+        return -1;
+    }
+    if (cfg->raw_auth[0] && strcmp(cfg->raw_auth, "none")) {
+        fprintf(stderr, "wsgate: raw-auth: expected none, got '%s'\n", cfg->raw_auth);
+        return -1;
+    }
+    if (!strcmp(cfg->auth_service, cfg->channel_service)) {
+        fprintf(stderr, "wsgate: auth-service and channel-service must differ\n");
+        return -1;
+    }
+    if (cfg->max_subs == 0 || cfg->max_channel_len == 0) {
+        fprintf(stderr, "wsgate: limits must be positive\n");
+        return -1;
+    }
+    if (cfg->api_key_file[0] && s_read_api_key(cfg) != 0)
+        return -1;
     if (!cfg->curve_secret_file[0] != !cfg->curve_allow_file[0]) {
         fprintf(stderr, "wsgate: CURVE needs both curve-secret-file (the gateway's key) and "
                         "curve-allow-file (the workers' public keys)\n");

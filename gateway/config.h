@@ -13,6 +13,8 @@
 
 #define GW_MAX_RAW 16        /* raw endpoints */
 #define GW_MAX_CONN_EVENTS 8 /* services told of every /ws open/close */
+#define GW_MAX_ORIGINS 32    /* entries in the Origin allow-list */
+#define GW_API_KEY_MAX 256   /* bytes in the admin publish API key */
 
 typedef struct {
     char path[128];   /* e.g. /raw/echo */
@@ -44,6 +46,22 @@ typedef struct {
     bool reuseport;
     char curve_secret_file[512]; /* empty: no CURVE on the backend */
     char curve_allow_file[512];  /* workers' public keys, Z85, one a line */
+    /* auth (docs/security.md) */
+    char auth[16];                 /* "none" or "required" */
+    bool auth_required;            /* derived from auth */
+    char auth_service[65];         /* verifies tokens (the worker's `auth`) */
+    uint32_t auth_timeout_ms;      /* unauthenticated this long: close 4004 */
+    uint32_t auth_grace_ms;        /* token expired this long without refresh: close 4005 */
+    char raw_auth[16];             /* raw endpoints under auth=required: must say "none" */
+    char origins[GW_MAX_ORIGINS][256]; /* allowed Origin values; "*" in the host part matches */
+    int n_origins;                 /* 0: any origin */
+    bool allow_no_origin;          /* clients that send no Origin (devices) */
+    /* channels */
+    char channel_service[65];      /* the channel actors' service (`chan`) */
+    uint32_t max_subs;             /* subscriptions per connection */
+    uint32_t max_channel_len;      /* bytes in a channel name */
+    char api_key_file[512];        /* admin POST /publish; empty: publishing over HTTP is off */
+    char api_key[GW_API_KEY_MAX + 1]; /* read from api_key_file */
     int verbose;
     bool check_config; /* --check-config: validate, print, exit */
 } gw_config_t;
@@ -55,6 +73,9 @@ void gw_config_defaults(gw_config_t *cfg);
  * then validates. 0 on success; -1 after printing the problem (with
  * file:line for the file) to stderr; 1 when --help was printed. */
 int gw_config_parse(gw_config_t *cfg, int argc, char **argv);
+
+/* True if origin (NUL-terminated) passes the allow-list. */
+bool gw_config_origin_ok(const gw_config_t *cfg, const char *origin);
 
 /* The effective configuration as an INI file (for --check-config). */
 void gw_config_print(const gw_config_t *cfg, FILE *f);

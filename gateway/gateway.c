@@ -19,13 +19,31 @@
 
 #include <ev.h>
 
+#include "../protocol/mpk.h"
 #include "backend.h"
+#include "chan.h"
+#include "heap.h"
 #include "idmap.h"
 #include "log.h"
 
 #define GW_CONN_KEY_MAX 24  /* "c:" + 20 digits */
 #define GW_DRAIN_MS 2000    /* how long shutdown waits, after the last close, for it to go out */
 #define GW_DRAIN_TICK_MS 50 /* between two slices of the shutdown closes */
+#define GW_AUTH_TICK_S 0.1  /* auth timeout and token expiry resolution */
+#define GW_INFO_MAX 4096    /* bytes of `info` the auth service may attach to a connection */
+
+/* What a request in flight is for: decides what its answer does. */
+typedef enum {
+    GW_REQ_CLIENT = 0, /* a client's req: the answer goes back as is */
+    GW_REQ_AUTH,       /* a token at the auth service */
+    GW_REQ_SUB,        /* a subscribe at the channel actor */
+    GW_REQ_CHAN,       /* pub, presence, history at the channel actor */
+    GW_REQ_HTTP_PUB,   /* POST /publish: conn is the HTTP session */
+    GW_REQ_BK_PUB,     /* a worker's PUBLISH: conn is its ref, seq its slot */
+} gw_req_kind_t;
+
+/* Heap entry kinds (heap.h) */
+enum { GW_TIMER_AUTH = 1, GW_TIMER_EXPIRY = 2 };
 
 typedef struct gw_req {
     uint64_t rid;
@@ -38,6 +56,8 @@ typedef struct gw_req {
     uint32_t retry_hdr_len;
     uint32_t retry_len;
     uint8_t *retry; /* retry-safe service: REQ header + payload, owned */
+    uint8_t kind;   /* gw_req_kind_t */
+    uint32_t seq;   /* GW_REQ_SUB: the subscription's tag; GW_REQ_BK_PUB: worker slot */
     proto_id_t id;
 } gw_req_t;
 
@@ -66,6 +86,10 @@ struct gw {
     bool shutting_down;
     proto_buf_t scratch; /* envelope decode (JSON) */
     proto_buf_t hdr;     /* backend headers */
+    proto_buf_t payload; /* payloads the gateway builds (auth, channel ops) */
+    gw_chans_t chans;
+    gw_heap_t timers;    /* auth timeouts and token expiries */
+    ev_timer auth_timer;
 };
 
 /* --- messages ------------------------------------------------------------ */
@@ -215,6 +239,37 @@ s_ka_append(gw_t *gw, gw_conn_t *c, int which)
     c->ka = (uint8_t)which;
 }
 
+/* One-shot at the earliest deadline, and off when there is none: a loop
+ * woken by nothing but traffic is what the missed-wakeup test checks. */
+static void
+s_auth_timer_arm(gw_t *gw)
+{
+    const gw_heap_item_t *t = gw_heap_top(&gw->timers);
+    double after;
+
+    if (ev_is_active(&gw->auth_timer))
+        ev_timer_stop(gw->loop, &gw->auth_timer);
+    if (!t)
+        return;
+    after = ((double)t->due_ms - ev_now(gw->loop) * 1000.0) / 1000.0;
+    /* not sooner than GW_AUTH_TICK_S: a storm of opens arms it once */
+    ev_timer_set(&gw->auth_timer, after > GW_AUTH_TICK_S ? after : GW_AUTH_TICK_S, 0);
+    ev_timer_start(gw->loop, &gw->auth_timer);
+}
+
+/* Pushes a deadline and re-arms the timer when it is the earliest. */
+static int
+s_timer_push(gw_t *gw, gw_heap_item_t t)
+{
+    if (gw_heap_push(&gw->timers, t))
+        return -1;
+    if (gw_heap_top(&gw->timers)->due_ms == t.due_ms && gw_heap_top(&gw->timers)->id == t.id)
+        s_auth_timer_arm(gw);
+    else if (!ev_is_active(&gw->auth_timer))
+        s_auth_timer_arm(gw);
+    return 0;
+}
+
 /* --- send queue ------------------------------------------------------------ */
 
 static void
@@ -245,6 +300,24 @@ s_close(gw_t *gw, gw_conn_t *c, uint16_t code, gw_close_reason_t reason)
     /* A client that does not read never makes the socket writeable, so
      * the close frame may never go out: lws kills it after this. */
     gw_ws_close_soon(c->wsi, 2);
+}
+
+/* Closes c once what is queued has gone out (an error reply before an
+ * auth close): the client learns why. Messages from it are ignored
+ * meanwhile; the keep-alive backstop still applies. */
+static void
+s_close_after_flush(gw_t *gw, gw_conn_t *c, uint16_t code, gw_close_reason_t reason)
+{
+    if (c->close_code || c->linger_code)
+        return;
+    if (!c->sq_head) {
+        s_close(gw, c, code, reason);
+        return;
+    }
+    c->linger_code = code;
+    c->close_reason = (uint8_t)reason;
+    gw_ws_request_write(c->wsi);
+    gw_ws_close_soon(c->wsi, 5);
 }
 
 /* Takes the caller's reference to msg. */
@@ -294,8 +367,11 @@ gw_conn_pop(gw_conn_t *c)
     gw_sq_node_t *n = c->sq_head;
     gw_msg_t *m;
 
-    if (!n)
+    if (!n) {
+        if (c->linger_code && !c->close_code)
+            c->close_code = c->linger_code;
         return NULL;
+    }
     c->sq_head = n->next;
     if (!c->sq_head)
         c->sq_tail = NULL;
@@ -328,6 +404,25 @@ s_send_err(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_err_t code, const
     proto_buf_fini(&b);
     if (m)
         s_enqueue(gw, c, m);
+}
+
+/* An error with a worker's code and text (already validated by the
+ * backend decoder). Counted under no gateway code. */
+static void
+s_send_err_span(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_span_t code,
+                proto_span_t text)
+{
+    proto_buf_t b;
+    gw_msg_t *m;
+
+    (void)gw;
+    if (c->kind == GW_CONN_RAW)
+        return;
+    proto_buf_init(&b, GW_MSG_HEAD);
+    if (proto_envelope_encode_err(s_enc(c), id, code, text, &b) == PROTO_OK &&
+        (m = gw_msg_from_buf(&b, c->kind == GW_CONN_MSGPACK)))
+        s_enqueue(gw, c, m);
+    proto_buf_fini(&b);
 }
 
 /* An error about a valid request: answered only if it has an id. */
@@ -407,6 +502,8 @@ s_req_timer_arm(gw_t *gw)
     ev_timer_start(gw->loop, &gw->req_timer);
 }
 
+static void s_req_fail(gw_t *gw, gw_req_t *r, proto_err_t code, const char *text);
+
 static void
 s_req_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -417,18 +514,207 @@ s_req_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     while ((r = gw->req_head) && r->deadline_ms <= now) {
-        gw_conn_t *c;
-
         s_req_unlink(gw, r);
         gw_idmap_del(&gw->reqs, r->rid);
-        c = gw_idmap_get(&gw->conns, r->conn);
-        if (c) {
-            c->inflight--;
-            s_req_err(gw, c, &r->id, PROTO_ERR_TIMEOUT, "the worker did not answer in time");
-        }
+        s_req_fail(gw, r, PROTO_ERR_TIMEOUT, "the worker did not answer in time");
         s_req_free(gw, r);
     }
     s_req_timer_arm(gw);
+}
+
+/* --- identities and subscriptions ------------------------------------------ */
+
+static proto_span_t
+s_user(const gw_conn_t *c)
+{
+    return c->ident ? proto_span(c->ident->data, c->ident->user_len) : proto_span(NULL, 0);
+}
+
+/* The auth service's info for c as one msgpack value (nil when none). */
+static proto_span_t
+s_info(const gw_conn_t *c)
+{
+    static const uint8_t nil = 0xc0;
+
+    if (!c->ident || !c->ident->info_len)
+        return proto_span(&nil, 1);
+    return proto_span(c->ident->data + c->ident->user_len, c->ident->info_len);
+}
+
+static proto_span_t
+s_svc_span(const char *name)
+{
+    return proto_span(name, strlen(name));
+}
+
+static bool
+s_span_is(proto_span_t s, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    return s.len == n && memcmp(s.ptr, lit, n) == 0;
+}
+
+/* Tells the channel actor that c's subscription to ch ended (unsubscribe,
+ * close, a failed subscribe): a REQ with rid 0, no answer wanted. */
+static void
+s_send_leave(gw_t *gw, const gw_conn_t *c, const gw_chan_t *ch)
+{
+    proto_span_t svc = s_svc_span(gw->cfg.channel_service);
+    proto_span_t name = proto_span(ch->name, ch->len);
+
+    proto_buf_reset(&gw->hdr);
+    proto_buf_reset(&gw->payload);
+    if (proto_bk_encode_req(&gw->hdr, 0, c->id, svc, name, PROTO_BK_F_GW, s_user(c)) ||
+        mpk_write_map(&gw->payload, 2) || mpk_write_cstr(&gw->payload, "op") ||
+        mpk_write_cstr(&gw->payload, "leave") || mpk_write_cstr(&gw->payload, "channel") ||
+        mpk_write_str(&gw->payload, ch->name, ch->len))
+        return;
+    gw_backend_send_routed(gw->backend, svc, name, &gw->hdr,
+                           proto_span(proto_buf_payload(&gw->payload), gw->payload.len), NULL,
+                           NULL);
+}
+
+static void
+s_sub_drop(gw_t *gw, gw_conn_t *c, gw_sub_t *sub, bool tell)
+{
+    if (tell)
+        s_send_leave(gw, c, sub->chan);
+    gw_sub_remove(&gw->chans, &c->subs, sub);
+    c->n_subs--;
+    gw->m.channels = gw->chans.n_chans;
+    gw->m.subscriptions = gw->chans.n_active;
+}
+
+/* --- requests to workers ------------------------------------------------------ */
+
+/*
+ * Sends one REQ (header in gw->hdr is built here) and tracks it. 0 when
+ * sent and tracked (*out is the entry); otherwise the proto_err_t to
+ * answer with, nothing tracked.
+ */
+static int
+s_req_send(gw_t *gw, gw_req_kind_t kind, uint64_t conn, const proto_id_t *id, proto_span_t svc,
+           proto_span_t key, uint32_t flags, proto_span_t user, proto_span_t payload,
+           gw_req_t **out)
+{
+    bool retry_safe = false;
+    gw_req_t *r;
+    int w = -1, sent;
+
+    proto_buf_reset(&gw->hdr);
+    if (proto_bk_encode_req(&gw->hdr, gw->next_rid, conn, svc, key, flags, user))
+        return PROTO_ERR_INTERNAL;
+    /* Allocated before it is sent, so nothing sent is ever untracked. */
+    if (gw->req_free) {
+        r = gw->req_free;
+        gw->req_free = r->next;
+    } else if (!(r = malloc(sizeof(*r)))) {
+        return PROTO_ERR_INTERNAL;
+    }
+    memset(r, 0, sizeof(*r));
+    r->worker = -1;
+    r->rid = gw->next_rid;
+    r->conn = conn;
+    r->kind = (uint8_t)kind;
+    if (id)
+        r->id = *id;
+    gw->m.inflight++; /* s_req_free() takes it back on every path */
+    sent = gw_backend_send_routed(gw->backend, svc, key, &gw->hdr, payload, &w, &retry_safe);
+    if (sent == 0 && gw_idmap_put(&gw->reqs, r->rid, r))
+        sent = -3;
+    if (sent != 0) {
+        s_req_free(gw, r);
+        /* -3: it went out but cannot be tracked; its reply will count as
+         * unknown. Say so now rather than never. */
+        return sent == -1 ? PROTO_ERR_OVERLOADED
+                          : sent == -3 ? PROTO_ERR_INTERNAL : PROTO_ERR_NO_SERVICE;
+    }
+    gw->next_rid++;
+    gw->m.requests++;
+    s_req_wlink(gw, r, w);
+    if (retry_safe) {
+        /* Kept so it can go to another worker if this one dies. */
+        r->retry = malloc(gw->hdr.len + payload.len + 1);
+        if (r->retry) {
+            memcpy(r->retry, proto_buf_payload(&gw->hdr), gw->hdr.len);
+            if (payload.len)
+                memcpy(r->retry + gw->hdr.len, payload.ptr, payload.len);
+            r->retry_hdr_len = (uint32_t)gw->hdr.len;
+            r->retry_len = (uint32_t)(gw->hdr.len + payload.len);
+        }
+    }
+    r->deadline_ms = gw_now_ms(gw) + gw->cfg.request_timeout_ms;
+    r->sent_at = ev_now(gw->loop);
+    r->prev = gw->req_tail;
+    r->next = NULL;
+    if (gw->req_tail)
+        gw->req_tail->next = r;
+    else
+        gw->req_head = r;
+    gw->req_tail = r;
+    s_req_timer_arm(gw);
+    *out = r;
+    return 0;
+}
+
+static const char *
+s_req_err_text(int code)
+{
+    switch (code) {
+    case PROTO_ERR_OVERLOADED:
+        return "the worker's queue is full";
+    case PROTO_ERR_NO_SERVICE:
+        return "no worker offers this service";
+    default:
+        return "out of memory";
+    }
+}
+
+static void s_http_answer_err(gw_t *gw, uint64_t session, unsigned status, const char *code,
+                              const char *text);
+static void s_bk_published(gw_t *gw, int slot, uint64_t ref, proto_span_t code,
+                           proto_span_t msg, uint64_t offset, proto_span_t epoch);
+
+/*
+ * A request the gateway itself must answer (deadline, worker lost): the
+ * client's error, and what its kind leaves behind undone.
+ */
+static void
+s_req_fail(gw_t *gw, gw_req_t *r, proto_err_t code, const char *text)
+{
+    gw_conn_t *c;
+    gw_sub_t *sub;
+    const char *name = proto_err_name(code);
+
+    switch (r->kind) {
+    case GW_REQ_HTTP_PUB:
+        gw->m.http_publish[3]++;
+        s_http_answer_err(gw, r->conn, code == PROTO_ERR_TIMEOUT ? 504 : 503, name, text);
+        return;
+    case GW_REQ_BK_PUB:
+        s_bk_published(gw, (int)r->seq, r->conn, s_svc_span(name), s_svc_span(text), 0,
+                       proto_span(NULL, 0));
+        return;
+    default:
+        break;
+    }
+    c = gw_idmap_get(&gw->conns, r->conn);
+    if (!c)
+        return;
+    c->inflight--;
+    if (r->kind == GW_REQ_AUTH) {
+        c->auth_inflight = 0;
+        gw->m.auth_transient++;
+    }
+    /* The channel actor may or may not have taken the subscription: tell
+     * it to forget, so its presence does not keep a ghost. */
+    if (r->kind == GW_REQ_SUB && (sub = gw_sub_find_seq(c->subs, r->seq)) && !sub->active)
+        s_sub_drop(gw, c, sub, true);
+    if (r->kind == GW_REQ_AUTH && r->id.kind == PROTO_ID_NONE)
+        s_send_err(gw, c, &r->id, code, text); /* query-token auth: still say why */
+    else
+        s_req_err(gw, c, &r->id, code, text);
 }
 
 /* --- client messages ------------------------------------------------------------ */
@@ -464,6 +750,160 @@ overloaded:
     return 1013;
 }
 
+/* Sends a token to the auth service. id NONE: from the query string. */
+static void
+s_auth_start(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_span_t token)
+{
+    proto_span_t svc = s_svc_span(gw->cfg.auth_service);
+    char keybuf[GW_CONN_KEY_MAX];
+    gw_req_t *r;
+    int err;
+
+    if (c->auth_inflight) {
+        s_send_err(gw, c, id, PROTO_ERR_BAD_REQUEST, "authentication already in progress");
+        return;
+    }
+    proto_buf_reset(&gw->payload);
+    if (mpk_write_map(&gw->payload, 1) || mpk_write_cstr(&gw->payload, "token") ||
+        mpk_write_str(&gw->payload, token.ptr, token.len)) {
+        s_send_err(gw, c, id, PROTO_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    /* A per-connection key spreads the verifications over the workers. */
+    err = s_req_send(gw, GW_REQ_AUTH, c->id, id, svc, s_conn_key(c, keybuf), PROTO_BK_F_GW,
+                     proto_span(NULL, 0),
+                     proto_span(proto_buf_payload(&gw->payload), gw->payload.len), &r);
+    if (err) {
+        gw->m.auth_transient++;
+        s_send_err(gw, c, id, (proto_err_t)err, s_req_err_text(err));
+        return;
+    }
+    c->auth_inflight = 1;
+    c->inflight++;
+}
+
+/* The map a channel op carries to the channel actor: op, channel, user,
+ * info, then the op's own fields. */
+static int
+s_chan_payload(gw_t *gw, const gw_conn_t *c, const proto_envelope_t *env, const char *op)
+{
+    proto_buf_t *b = &gw->payload;
+    bool recover = env->op == PROTO_OP_SUB && env->epoch.len;
+    uint32_t n = 4;
+    proto_span_t info = s_info(c);
+
+    if (env->op == PROTO_OP_SUB)
+        n += 2 + (recover ? 2 : 0); /* presence, data, [epoch, offset] */
+    else if (env->op == PROTO_OP_PUB)
+        n += 1;
+    else if (env->op == PROTO_OP_HISTORY)
+        n += 1;
+    proto_buf_reset(b);
+    if (mpk_write_map(b, n) || mpk_write_cstr(b, "op") || mpk_write_cstr(b, op) ||
+        mpk_write_cstr(b, "channel") || mpk_write_str(b, env->channel.ptr, env->channel.len) ||
+        mpk_write_cstr(b, "user") || mpk_write_str(b, s_user(c).ptr, s_user(c).len) ||
+        mpk_write_cstr(b, "info") || mpk_write_raw(b, info.ptr, info.len))
+        return -1;
+    if (env->op == PROTO_OP_SUB) {
+        if (mpk_write_cstr(b, "presence") || mpk_write_bool(b, env->presence) ||
+            mpk_write_cstr(b, "data") || mpk_write_raw(b, env->data.ptr, env->data.len))
+            return -1;
+        if (recover && (mpk_write_cstr(b, "epoch") ||
+                        mpk_write_str(b, env->epoch.ptr, env->epoch.len) ||
+                        mpk_write_cstr(b, "offset") || mpk_write_uint(b, env->offset)))
+            return -1;
+    } else if (env->op == PROTO_OP_PUB) {
+        if (mpk_write_cstr(b, "data") || mpk_write_raw(b, env->data.ptr, env->data.len))
+            return -1;
+    } else if (env->op == PROTO_OP_HISTORY) {
+        if (mpk_write_cstr(b, "limit") || mpk_write_uint(b, env->limit))
+            return -1;
+    }
+    return 0;
+}
+
+static void
+s_res_null(gw_t *gw, gw_conn_t *c, const proto_id_t *id)
+{
+    proto_buf_t b;
+    gw_msg_t *m;
+
+    if (id->kind == PROTO_ID_NONE)
+        return;
+    proto_buf_init(&b, GW_MSG_HEAD);
+    if (proto_envelope_encode_res(s_enc(c), id, proto_span(NULL, 0), &b) == PROTO_OK &&
+        (m = gw_msg_from_buf(&b, c->kind == GW_CONN_MSGPACK)))
+        s_enqueue(gw, c, m);
+    proto_buf_fini(&b);
+}
+
+static void
+s_chan_op(gw_t *gw, gw_conn_t *c, const proto_envelope_t *env)
+{
+    static const char *const ops[] = {
+        [PROTO_OP_SUB] = "sub", [PROTO_OP_PUB] = "pub", [PROTO_OP_PRESENCE] = "presence",
+        [PROTO_OP_HISTORY] = "history"};
+    proto_span_t svc = s_svc_span(gw->cfg.channel_service);
+    gw_sub_t *sub = NULL;
+    gw_req_t *r;
+    int err;
+
+    if (!proto_channel_valid(env->channel, gw->cfg.max_channel_len)) {
+        s_req_err(gw, c, &env->id, PROTO_ERR_BAD_CHANNEL,
+                  "channel names are 1..max-channel-len bytes of [A-Za-z0-9_.:@/=+-]");
+        return;
+    }
+    if (env->op == PROTO_OP_UNSUB) {
+        sub = gw_sub_find(c->subs, env->channel);
+        if (!sub) {
+            s_req_err(gw, c, &env->id, PROTO_ERR_NOT_SUBSCRIBED, "not subscribed");
+            return;
+        }
+        s_sub_drop(gw, c, sub, true);
+        s_res_null(gw, c, &env->id);
+        return;
+    }
+    if (c->inflight >= gw->cfg.max_inflight) {
+        s_req_err(gw, c, &env->id, PROTO_ERR_OVERLOADED, "too many requests in flight");
+        return;
+    }
+    if (env->op == PROTO_OP_SUB) {
+        if (gw_sub_find(c->subs, env->channel)) {
+            s_req_err(gw, c, &env->id, PROTO_ERR_ALREADY_SUBSCRIBED, "already subscribed");
+            return;
+        }
+        if (c->n_subs >= gw->cfg.max_subs) {
+            s_req_err(gw, c, &env->id, PROTO_ERR_TOO_MANY_SUBS,
+                      "over the subscriptions per connection (max-subs)");
+            return;
+        }
+        sub = gw_sub_add(&gw->chans, c, &c->subs, env->channel, env->presence, ++c->sub_seq);
+        if (!sub) {
+            s_req_err(gw, c, &env->id, PROTO_ERR_INTERNAL, "out of memory");
+            return;
+        }
+        c->n_subs++;
+        gw->m.channels = gw->chans.n_chans;
+    }
+    if (s_chan_payload(gw, c, env, ops[env->op])) {
+        err = PROTO_ERR_INTERNAL;
+        goto fail;
+    }
+    err = s_req_send(gw, env->op == PROTO_OP_SUB ? GW_REQ_SUB : GW_REQ_CHAN, c->id, &env->id, svc,
+                     env->channel, PROTO_BK_F_GW, s_user(c),
+                     proto_span(proto_buf_payload(&gw->payload), gw->payload.len), &r);
+    if (err)
+        goto fail;
+    if (sub)
+        r->seq = sub->seq;
+    c->inflight++;
+    return;
+fail:
+    if (sub)
+        s_sub_drop(gw, c, sub, false);
+    s_req_err(gw, c, &env->id, (proto_err_t)err, s_req_err_text(err));
+}
+
 static void
 s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
 {
@@ -472,9 +912,8 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
     char keybuf[GW_CONN_KEY_MAX];
     proto_span_t key;
     proto_rc_t rc;
-    bool retry_safe = false;
     gw_req_t *r;
-    int w = -1, sent;
+    int e;
 
     memset(&env, 0, sizeof(env));
     if (binary != (c->kind == GW_CONN_MSGPACK)) {
@@ -488,10 +927,27 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
         s_send_err(gw, c, &env.id, PROTO_ERR_BAD_REQUEST, err ? err : "malformed envelope");
         return;
     }
+    if (env.op == PROTO_OP_AUTH) {
+        /* answered even without an id: a client must learn why it failed */
+        s_auth_start(gw, c, &env.id, env.token);
+        return;
+    }
+    if (c->auth == GW_AUTH_NEED) {
+        gw->m.unauthenticated++;
+        s_req_err(gw, c, &env.id, PROTO_ERR_UNAUTHENTICATED,
+                  c->auth_inflight ? "authentication in progress: wait for its answer"
+                                   : "authenticate first: {\"op\":\"auth\",\"token\":...}");
+        return;
+    }
     /* From here on the envelope is valid: a request without an id is
      * fire-and-forget, and its errors are counted, not answered. */
     if (env.op != PROTO_OP_REQ) {
-        s_req_err(gw, c, &env.id, PROTO_ERR_BAD_REQUEST, "operation not supported yet");
+        s_chan_op(gw, c, &env);
+        return;
+    }
+    /* The gateway's own services take only the gateway's requests. */
+    if (s_span_is(env.svc, gw->cfg.auth_service) || s_span_is(env.svc, gw->cfg.channel_service)) {
+        s_req_err(gw, c, &env.id, PROTO_ERR_FORBIDDEN, "this service takes no client requests");
         return;
     }
     if (c->inflight >= gw->cfg.max_inflight) {
@@ -499,65 +955,12 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
         return;
     }
     key = env.key.len ? env.key : s_conn_key(c, keybuf);
-    proto_buf_reset(&gw->hdr);
-    if (proto_bk_encode_req(&gw->hdr, gw->next_rid, c->id, env.svc, key, 0, proto_span(NULL, 0))) {
-        s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
+    e = s_req_send(gw, GW_REQ_CLIENT, c->id, &env.id, env.svc, key, 0, s_user(c), env.data, &r);
+    if (e) {
+        s_req_err(gw, c, &env.id, (proto_err_t)e, s_req_err_text(e));
         return;
     }
-    /* Allocated before it is sent, so nothing sent is ever untracked. */
-    if (gw->req_free) {
-        r = gw->req_free;
-        gw->req_free = r->next;
-    } else if (!(r = malloc(sizeof(*r)))) {
-        s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
-        return;
-    }
-    memset(r, 0, sizeof(*r));
-    r->worker = -1;
-    r->rid = gw->next_rid;
-    r->conn = c->id;
-    r->id = env.id;
-    gw->m.inflight++; /* s_req_free() takes it back on every path */
-    sent = gw_backend_send_routed(gw->backend, env.svc, key, &gw->hdr, env.data, &w, &retry_safe);
-    if (sent == 0 && gw_idmap_put(&gw->reqs, r->rid, r))
-        sent = -3;
-    if (sent != 0) {
-        s_req_free(gw, r);
-        if (sent == -1)
-            s_req_err(gw, c, &env.id, PROTO_ERR_OVERLOADED, "the worker's queue is full");
-        else if (sent == -3)
-            /* It went out but cannot be tracked: its reply will count as
-             * unknown. Say so now rather than never. */
-            s_req_err(gw, c, &env.id, PROTO_ERR_INTERNAL, "out of memory");
-        else
-            s_req_err(gw, c, &env.id, PROTO_ERR_NO_SERVICE, "no worker offers this service");
-        return;
-    }
-    gw->next_rid++;
-    gw->m.requests++;
-    s_req_wlink(gw, r, w);
-    if (retry_safe) {
-        /* Kept so it can go to another worker if this one dies. */
-        r->retry = malloc(gw->hdr.len + env.data.len + 1);
-        if (r->retry) {
-            memcpy(r->retry, proto_buf_payload(&gw->hdr), gw->hdr.len);
-            if (env.data.len)
-                memcpy(r->retry + gw->hdr.len, env.data.ptr, env.data.len);
-            r->retry_hdr_len = (uint32_t)gw->hdr.len;
-            r->retry_len = (uint32_t)(gw->hdr.len + env.data.len);
-        }
-    }
-    r->deadline_ms = gw_now_ms(gw) + gw->cfg.request_timeout_ms;
-    r->sent_at = ev_now(gw->loop);
-    r->prev = gw->req_tail;
-    r->next = NULL;
-    if (gw->req_tail)
-        gw->req_tail->next = r;
-    else
-        gw->req_head = r;
-    gw->req_tail = r;
     c->inflight++;
-    s_req_timer_arm(gw);
 }
 
 /* Sends a retry-safe request again, to whoever owns its key now. */
@@ -581,7 +984,6 @@ void
 gw_on_worker_lost(gw_t *gw, int worker)
 {
     gw_req_t *r;
-    gw_conn_t *c;
 
     while ((r = gw->wreqs[worker])) {
         s_req_wunlink(gw, r);
@@ -591,12 +993,7 @@ gw_on_worker_lost(gw_t *gw, int worker)
         }
         s_req_unlink(gw, r);
         gw_idmap_del(&gw->reqs, r->rid);
-        c = gw_idmap_get(&gw->conns, r->conn);
-        if (c) {
-            c->inflight--;
-            s_req_err(gw, c, &r->id, PROTO_ERR_UNAVAILABLE,
-                      "the worker holding the request is gone");
-        }
+        s_req_fail(gw, r, PROTO_ERR_UNAVAILABLE, "the worker holding the request is gone");
         s_req_free(gw, r);
     }
 }
@@ -626,7 +1023,7 @@ gw_conn_receive(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binar
 
     gw->m.bytes_in += len;
     gw_conn_activity(gw, c);
-    if (c->close_code)
+    if (c->close_code || c->linger_code)
         return 0; /* closing: what it sends no longer matters */
     if (first && final)
         return s_message(gw, c, p, len, binary);
@@ -679,11 +1076,17 @@ gw_conn_activity(gw_t *gw, gw_conn_t *c)
 /* --- connection lifecycle -------------------------------------------------------- */
 
 int
-gw_admit(gw_t *gw, gw_conn_t *c, const char *path, bool msgpack)
+gw_admit(gw_t *gw, gw_conn_t *c, const char *path, const char *origin, bool msgpack)
 {
     int i;
 
     memset(c, 0, sizeof(*c));
+    /* Cross-site websocket hijacking: a browser always sends Origin, and
+     * the page's origin is what decides whether it may talk to us. */
+    if (origin ? !gw_config_origin_ok(&gw->cfg, origin) : !gw->cfg.allow_no_origin) {
+        gw->m.rejected_origin++;
+        return 403;
+    }
     if (!strcmp(path, "/ws")) {
         c->kind = msgpack ? GW_CONN_MSGPACK : GW_CONN_JSON;
     } else {
@@ -731,7 +1134,7 @@ s_conn_event(gw_t *gw, gw_conn_t *c, bool open, uint16_t code)
 }
 
 void
-gw_conn_opened(gw_t *gw, gw_conn_t *c)
+gw_conn_opened(gw_t *gw, gw_conn_t *c, proto_span_t token)
 {
     c->id = gw->next_conn_id++;
     if (gw_idmap_put(&gw->conns, c->id, c)) {
@@ -744,7 +1147,22 @@ gw_conn_opened(gw_t *gw, gw_conn_t *c)
     c->last_rx_ms = gw_now_ms(gw);
     if (gw->cfg.ping_ms)
         s_ka_append(gw, c, GW_KA_ALIVE);
+    if (c->kind != GW_CONN_RAW && gw->cfg.auth_required) {
+        gw_heap_item_t t = {gw_now_ms(gw) + gw->cfg.auth_timeout_ms, c->id, GW_TIMER_AUTH, 0};
+
+        c->auth = GW_AUTH_NEED;
+        if (s_timer_push(gw, t)) {
+            s_close(gw, c, 1011, GW_CLOSE_ERROR);
+            return;
+        }
+    }
     s_conn_event(gw, c, true, 0);
+    if (token.len && c->kind != GW_CONN_RAW) {
+        proto_id_t none;
+
+        memset(&none, 0, sizeof(none));
+        s_auth_start(gw, c, &none, token);
+    }
 }
 
 void
@@ -763,6 +1181,12 @@ gw_conn_closed(gw_t *gw, gw_conn_t *c)
     c->close_text = NULL;
     if (!c->opened)
         return;
+    /* Every subscription, pending ones too, ends at the channel actor:
+     * that is how presence learns of an abrupt disconnect. */
+    while (c->subs)
+        s_sub_drop(gw, c, c->subs, true);
+    free(c->ident);
+    c->ident = NULL;
     gw_idmap_del(&gw->conns, c->id);
     /* Requests still in flight stay tracked: their replies are counted as
      * for a connection that is gone, their timeouts drop silently. */
@@ -775,54 +1199,269 @@ gw_conn_closed(gw_t *gw, gw_conn_t *c)
 
 /* --- worker messages ------------------------------------------------------------------ */
 
-static gw_conn_t *
-s_take_req(gw_t *gw, uint64_t rid, gw_req_t **out)
-{
-    gw_req_t *r = gw_idmap_del(&gw->reqs, rid);
-    gw_conn_t *c;
+/* --- publishing without a client: admin HTTP and a worker's PUBLISH ------- */
 
-    *out = r;
-    if (!r) {
-        gw->m.dropped_unknown_request++;
-        return NULL;
-    }
-    s_req_unlink(gw, r);
-    gw_hist_observe(&gw->m.request, ev_now(gw->loop) - r->sent_at);
-    c = gw_idmap_get(&gw->conns, r->conn);
-    if (!c) {
-        gw->m.dropped_conn_gone++;
-        return NULL;
-    }
-    c->inflight--;
-    return c;
+/* The trusted pub map for the channel actor: no user, no info. */
+static int
+s_trusted_pub_payload(gw_t *gw, proto_span_t channel, proto_span_t data)
+{
+    proto_buf_t *b = &gw->payload;
+
+    proto_buf_reset(b);
+    return mpk_write_map(b, 6) || mpk_write_cstr(b, "op") || mpk_write_cstr(b, "pub") ||
+           mpk_write_cstr(b, "channel") || mpk_write_str(b, channel.ptr, channel.len) ||
+           mpk_write_cstr(b, "user") || mpk_write_str(b, "", 0) || mpk_write_cstr(b, "info") ||
+           mpk_write_nil(b) || mpk_write_cstr(b, "data") ||
+           mpk_write_raw(b, data.ptr, data.len) || mpk_write_cstr(b, "trusted") ||
+           mpk_write_bool(b, true);
 }
 
 static void
-s_on_reply(gw_t *gw, const proto_bk_t *hdr, proto_span_t payload)
+s_http_answer_err(gw_t *gw, uint64_t session, unsigned status, const char *code, const char *text)
+{
+    proto_buf_t m, j;
+
+    proto_buf_init(&m, 0);
+    proto_buf_init(&j, 0);
+    if (!mpk_write_map(&m, 2) && !mpk_write_cstr(&m, "code") && !mpk_write_cstr(&m, code) &&
+        !mpk_write_cstr(&m, "msg") && !mpk_write_cstr(&m, text) &&
+        proto_mpk_to_json(proto_span(proto_buf_payload(&m), m.len), &j) == PROTO_OK)
+        gw_ws_http_answer(gw->ws, session, status, proto_buf_payload(&j), j.len);
+    else
+        gw_ws_http_answer(gw->ws, session, 500, NULL, 0);
+    proto_buf_fini(&m);
+    proto_buf_fini(&j);
+}
+
+int
+gw_http_publish(gw_t *gw, uint64_t session, const uint8_t *body, size_t len, const char **why)
+{
+    proto_buf_t m;
+    mpk_reader_t r;
+    proto_span_t channel = proto_span(NULL, 0), data = proto_span(NULL, 0), k, v;
+    uint32_t n, i;
+    gw_req_t *req;
+    int err, status = 400;
+
+    *why = "expected a JSON object {\"channel\": NAME, \"data\": VALUE}";
+    proto_buf_init(&m, 0);
+    if (proto_json_to_mpk(body, len, &m) != PROTO_OK)
+        goto out;
+    mpk_reader_init(&r, proto_buf_payload(&m), m.len);
+    if (mpk_read_map(&r, &n) != PROTO_OK)
+        goto out;
+    for (i = 0; i < n; i++) {
+        if (mpk_read_str(&r, &k) != PROTO_OK || mpk_skip(&r, MPK_MAX_DEPTH, &v) != PROTO_OK)
+            goto out;
+        if (s_span_is(k, "channel")) {
+            mpk_reader_t vr;
+
+            mpk_reader_init(&vr, v.ptr, v.len);
+            if (mpk_read_str(&vr, &channel) != PROTO_OK)
+                goto out;
+        } else if (s_span_is(k, "data")) {
+            data = v;
+        }
+    }
+    if (!data.len)
+        goto out;
+    if (!proto_channel_valid(channel, gw->cfg.max_channel_len)) {
+        *why = "bad channel name";
+        goto out;
+    }
+    status = 500;
+    *why = "out of memory";
+    if (s_trusted_pub_payload(gw, channel, data))
+        goto out;
+    err = s_req_send(gw, GW_REQ_HTTP_PUB, session, NULL, s_svc_span(gw->cfg.channel_service),
+                     channel, PROTO_BK_F_GW, proto_span(NULL, 0),
+                     proto_span(proto_buf_payload(&gw->payload), gw->payload.len), &req);
+    if (err) {
+        status = 503;
+        *why = s_req_err_text(err);
+        goto out;
+    }
+    status = 0;
+out:
+    proto_buf_fini(&m);
+    if (status == 400)
+        gw->m.http_publish[2]++;
+    else if (status)
+        gw->m.http_publish[3]++;
+    return status;
+}
+
+static void
+s_on_http_pub(gw_t *gw, gw_req_t *r, const proto_bk_t *hdr, proto_span_t payload)
+{
+    proto_buf_t j;
+
+    if (hdr->type == PROTO_BK_ERROR) {
+        char code[PROTO_CODE_MAX + 1], text[PROTO_BK_TEXT_MAX + 1];
+
+        snprintf(code, sizeof(code), "%.*s", (int)hdr->code.len, (const char *)hdr->code.ptr);
+        snprintf(text, sizeof(text), "%.*s", (int)hdr->text.len, (const char *)hdr->text.ptr);
+        gw->m.http_publish[3]++;
+        s_http_answer_err(gw, r->conn, s_span_is(hdr->code, "forbidden") ? 403 : 502, code, text);
+        return;
+    }
+    proto_buf_init(&j, 0);
+    if (proto_mpk_to_json(payload, &j) == PROTO_OK) {
+        gw->m.http_publish[0]++;
+        gw_ws_http_answer(gw->ws, r->conn, 200, proto_buf_payload(&j), j.len);
+    } else {
+        gw->m.http_publish[3]++;
+        s_http_answer_err(gw, r->conn, 502, "internal", "the channel's answer is not JSON");
+    }
+    proto_buf_fini(&j);
+}
+
+static void
+s_bk_published(gw_t *gw, int slot, uint64_t ref, proto_span_t code, proto_span_t msg,
+               uint64_t offset, proto_span_t epoch)
+{
+    proto_buf_reset(&gw->hdr);
+    if (proto_bk_encode_published(&gw->hdr, ref, code, msg, offset, epoch) == 0)
+        gw_backend_send(gw->backend, slot, &gw->hdr, proto_span(NULL, 0));
+}
+
+/* A worker's PUBLISH: a trusted publication through the channel actor,
+ * answered with PUBLISHED on the worker's link. */
+static void
+s_on_publish(gw_t *gw, int slot, const proto_bk_t *hdr, proto_span_t payload)
 {
     gw_req_t *r;
-    gw_conn_t *c = s_take_req(gw, hdr->rid, &r);
+    int err;
+
+    if (!proto_channel_valid(hdr->channel, gw->cfg.max_channel_len) ||
+        mpk_validate(payload.ptr, payload.len, MPK_MAX_DEPTH) != PROTO_OK) {
+        s_bk_published(gw, slot, hdr->rid, s_svc_span("bad_channel"),
+                       s_svc_span("bad channel name or data"), 0, proto_span(NULL, 0));
+        return;
+    }
+    if (s_trusted_pub_payload(gw, hdr->channel, payload)) {
+        err = PROTO_ERR_INTERNAL;
+    } else {
+        err = s_req_send(gw, GW_REQ_BK_PUB, hdr->rid, NULL, s_svc_span(gw->cfg.channel_service),
+                         hdr->channel, PROTO_BK_F_GW, proto_span(NULL, 0),
+                         proto_span(proto_buf_payload(&gw->payload), gw->payload.len), &r);
+        if (!err)
+            r->seq = (uint32_t)slot;
+    }
+    if (err)
+        s_bk_published(gw, slot, hdr->rid, s_svc_span(proto_err_name((proto_err_t)err)),
+                       s_svc_span(s_req_err_text(err)), 0, proto_span(NULL, 0));
+}
+
+/* The channel actor's answer to a backend publish: {"offset": N, "epoch": E}. */
+static void
+s_on_bk_pub(gw_t *gw, gw_req_t *r, const proto_bk_t *hdr, proto_span_t payload)
+{
+    mpk_reader_t rd;
+    proto_span_t k, epoch = proto_span(NULL, 0);
+    uint64_t offset = 0;
+    uint32_t n, i;
+
+    if (hdr->type == PROTO_BK_ERROR) {
+        s_bk_published(gw, (int)r->seq, r->conn, hdr->code, hdr->text, 0, proto_span(NULL, 0));
+        return;
+    }
+    mpk_reader_init(&rd, payload.ptr, payload.len);
+    if (mpk_read_map(&rd, &n) == PROTO_OK) {
+        for (i = 0; i < n; i++) {
+            if (mpk_read_str(&rd, &k) != PROTO_OK)
+                break;
+            if (s_span_is(k, "offset")) {
+                if (mpk_read_uint(&rd, &offset) != PROTO_OK)
+                    break;
+            } else if (s_span_is(k, "epoch")) {
+                if (mpk_read_str(&rd, &epoch) != PROTO_OK || epoch.len > PROTO_BK_EPOCH_MAX)
+                    break;
+            } else if (mpk_skip(&rd, MPK_MAX_DEPTH, NULL) != PROTO_OK) {
+                break;
+            }
+        }
+    }
+    s_bk_published(gw, (int)r->seq, r->conn, proto_span(NULL, 0), proto_span(NULL, 0), offset,
+                   epoch);
+}
+
+/* --- channel fan-out ------------------------------------------------------------ */
+
+/* A PUB from a channel actor: one frame per client encoding, shared by
+ * every local subscriber (join/leave only to those who asked). */
+static void
+s_on_pub(gw_t *gw, const proto_bk_t *hdr, proto_span_t payload)
+{
+    gw_chan_t *ch = gw_chans_get(&gw->chans, hdr->channel);
+    gw_msg_t *enc[2] = {NULL, NULL};
+    bool failed[2] = {false, false};
+    gw_sub_t *sub;
+
+    gw->m.pubs_in++;
+    if (!ch || !ch->head) {
+        gw->m.pubs_no_subscribers++;
+        return;
+    }
+    for (sub = ch->head; sub; sub = sub->next) {
+        gw_conn_t *c = sub->conn;
+        unsigned k = c->kind == GW_CONN_MSGPACK;
+
+        if (hdr->kind != PROTO_BK_PUB_MSG && !sub->presence)
+            continue;
+        if (!enc[k] && !failed[k]) {
+            proto_buf_t b;
+            proto_rc_t rc;
+
+            proto_buf_init(&b, GW_MSG_HEAD);
+            if (hdr->kind == PROTO_BK_PUB_MSG)
+                rc = proto_envelope_encode_msg(s_enc(c), hdr->channel, hdr->epoch, hdr->offset,
+                                               hdr->user, payload, &b);
+            else
+                rc = proto_envelope_encode_presence(s_enc(c), hdr->kind == PROTO_BK_PUB_JOIN,
+                                                    hdr->channel, hdr->user, &b);
+            if (rc == PROTO_OK)
+                enc[k] = gw_msg_from_buf(&b, k);
+            proto_buf_fini(&b);
+            failed[k] = !enc[k];
+            if (failed[k])
+                gw->m.dropped_unencodable++;
+        }
+        if (!enc[k])
+            continue;
+        if (enc[k]->len > gw->cfg.sendq_bytes) {
+            gw->m.dropped_too_large++;
+            continue;
+        }
+        enc[k]->refs++;
+        gw->m.deliveries++;
+        s_enqueue(gw, c, enc[k]);
+    }
+    gw_msg_unref(&enc[0]);
+    gw_msg_unref(&enc[1]);
+}
+
+/* Encodes a worker's REPLY or ERROR for client c as a res/err to id and
+ * queues it. false when it could not be carried (an `internal` error was
+ * sent instead). */
+static bool
+s_answer(gw_t *gw, gw_conn_t *c, const proto_id_t *id, const proto_bk_t *hdr, proto_span_t payload)
+{
     proto_buf_t b;
     proto_rc_t rc;
     gw_msg_t *m;
 
-    if (!c)
-        goto out;
-    if (r->id.kind == PROTO_ID_NONE) {
-        gw->m.dropped_no_id++;
-        goto out;
-    }
     proto_buf_init(&b, GW_MSG_HEAD);
     if (hdr->type == PROTO_BK_REPLY)
-        rc = proto_envelope_encode_res(s_enc(c), &r->id, payload, &b);
+        rc = proto_envelope_encode_res(s_enc(c), id, payload, &b);
     else
-        rc = proto_envelope_encode_err(s_enc(c), &r->id, hdr->code, hdr->text, &b);
+        rc = proto_envelope_encode_err(s_enc(c), id, hdr->code, hdr->text, &b);
     if (rc != PROTO_OK) {
         proto_buf_fini(&b);
         gw->m.dropped_unencodable++;
-        s_send_err(gw, c, &r->id, PROTO_ERR_INTERNAL,
+        s_send_err(gw, c, id, PROTO_ERR_INTERNAL,
                    "the worker's reply cannot be carried in this encoding");
-        goto out;
+        return false;
     }
     m = gw_msg_from_buf(&b, c->kind == GW_CONN_MSGPACK);
     proto_buf_fini(&b);
@@ -830,15 +1469,194 @@ s_on_reply(gw_t *gw, const proto_bk_t *hdr, proto_span_t payload)
         /* It could never fit the send queue: closing the client as a slow
          * consumer would blame it for the worker's reply. */
         gw_msg_unref(&m);
-        s_send_err(gw, c, &r->id, PROTO_ERR_TOO_LARGE, "the reply is larger than --sendq-bytes");
+        s_send_err(gw, c, id, PROTO_ERR_TOO_LARGE, "the reply is larger than --sendq-bytes");
+        return false;
     }
     if (m) {
         gw->m.replies++;
         s_enqueue(gw, c, m);
     }
+    return m != NULL;
+}
+
+/* The auth service's answer: {"user": str, "exp": uint, "info": any}. */
+static int
+s_parse_ident(proto_span_t p, proto_span_t *user, uint64_t *exp, proto_span_t *info)
+{
+    mpk_reader_t r;
+    mpk_item_t it;
+    uint32_t n, i;
+
+    *user = *info = proto_span(NULL, 0);
+    *exp = 0;
+    mpk_reader_init(&r, p.ptr, p.len);
+    if (mpk_read_map(&r, &n) != PROTO_OK)
+        return -1;
+    for (i = 0; i < n; i++) {
+        proto_span_t k, v;
+
+        if (mpk_read_str(&r, &k) != PROTO_OK)
+            return -1;
+        if (s_span_is(k, "user")) {
+            if (mpk_read_str(&r, user) != PROTO_OK)
+                return -1;
+        } else if (s_span_is(k, "exp")) {
+            if (mpk_read_uint(&r, exp) != PROTO_OK)
+                return -1;
+        } else if (s_span_is(k, "info")) {
+            if (mpk_skip(&r, MPK_MAX_DEPTH, info) != PROTO_OK)
+                return -1;
+        } else if (mpk_skip(&r, MPK_MAX_DEPTH, &v) != PROTO_OK) {
+            return -1;
+        }
+    }
+    (void)it;
+    if (user->len < 1 || user->len > PROTO_BK_USER_MAX || !proto_utf8_valid(user->ptr, user->len) ||
+        info->len > GW_INFO_MAX || *exp > (uint64_t)INT64_MAX / 1000)
+        return -1;
+    return 0;
+}
+
+static bool
+s_auth_transient(proto_span_t code)
+{
+    return s_span_is(code, "overloaded") || s_span_is(code, "internal") ||
+           s_span_is(code, "unavailable") || s_span_is(code, "timeout");
+}
+
+static void
+s_on_auth(gw_t *gw, gw_conn_t *c, gw_req_t *r, const proto_bk_t *hdr, proto_span_t payload)
+{
+    proto_span_t user, info;
+    uint64_t exp;
+    gw_ident_t *id;
+    proto_buf_t b;
+    gw_msg_t *m;
+
+    c->auth_inflight = 0;
+    if (hdr->type == PROTO_BK_ERROR) {
+        s_send_err_span(gw, c, &r->id, hdr->code, hdr->text);
+        if (s_auth_transient(hdr->code)) {
+            gw->m.auth_transient++;
+            return;
+        }
+        gw->m.auth_failed++;
+        /* A failed refresh leaves the connection as it was: its token
+         * still runs to its expiry. A failed first auth ends it. */
+        if (c->auth != GW_AUTH_OK && gw->cfg.auth_required)
+            s_close_after_flush(gw, c, 4003, GW_CLOSE_AUTH_FAILED);
+        return;
+    }
+    if (s_parse_ident(payload, &user, &exp, &info) != 0) {
+        gw->m.auth_transient++;
+        gw_log_limited(GW_LOG_WARN, "auth service: malformed answer dropped");
+        s_send_err(gw, c, &r->id, PROTO_ERR_INTERNAL, "the auth service's answer is malformed");
+        return;
+    }
+    if (c->ident && (c->ident->user_len != user.len || memcmp(c->ident->data, user.ptr, user.len))) {
+        gw->m.auth_failed++;
+        s_send_err_span(gw, c, &r->id, s_svc_span("user_changed"),
+                        s_svc_span("a refresh must keep the connection's user"));
+        return;
+    }
+    id = malloc(sizeof(*id) + user.len + info.len);
+    if (!id) {
+        s_send_err(gw, c, &r->id, PROTO_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    id->exp = exp;
+    id->user_len = (uint16_t)user.len;
+    id->info_len = (uint32_t)info.len;
+    memcpy(id->data, user.ptr, user.len);
+    if (info.len)
+        memcpy(id->data + user.len, info.ptr, info.len);
+    if (c->ident)
+        gw->m.auth_refreshed++;
+    else
+        gw->m.auth_ok++;
+    free(c->ident);
+    c->ident = id;
+    c->auth = GW_AUTH_OK;
+    c->auth_gen++;
+    if (exp) {
+        gw_heap_item_t t = {exp * 1000 + gw->cfg.auth_grace_ms, c->id, GW_TIMER_EXPIRY,
+                            c->auth_gen};
+
+        if (s_timer_push(gw, t)) {
+            s_close(gw, c, 1011, GW_CLOSE_ERROR);
+            return;
+        }
+    }
+    /* {"user": U, "exp": E}: info stays between the gateway and workers */
+    proto_buf_init(&b, 0);
+    proto_buf_t out;
+    proto_buf_init(&out, GW_MSG_HEAD);
+    if (mpk_write_map(&b, 2) || mpk_write_cstr(&b, "user") ||
+        mpk_write_str(&b, user.ptr, user.len) || mpk_write_cstr(&b, "exp") ||
+        mpk_write_uint(&b, exp) ||
+        proto_envelope_encode_res(s_enc(c), &r->id, proto_span(proto_buf_payload(&b), b.len),
+                                  &out) != PROTO_OK ||
+        !(m = gw_msg_from_buf(&out, c->kind == GW_CONN_MSGPACK))) {
+        proto_buf_fini(&b);
+        proto_buf_fini(&out);
+        return;
+    }
+    proto_buf_fini(&b);
+    proto_buf_fini(&out);
+    gw->m.replies++;
+    s_enqueue(gw, c, m);
+}
+
+static void
+s_on_reply(gw_t *gw, const proto_bk_t *hdr, proto_span_t payload)
+{
+    gw_req_t *r = gw_idmap_del(&gw->reqs, hdr->rid);
+    gw_conn_t *c;
+    gw_sub_t *sub;
+
+    if (!r) {
+        gw->m.dropped_unknown_request++;
+        return;
+    }
+    s_req_unlink(gw, r);
+    gw_hist_observe(&gw->m.request, ev_now(gw->loop) - r->sent_at);
+    switch (r->kind) {
+    case GW_REQ_HTTP_PUB:
+        s_on_http_pub(gw, r, hdr, payload);
+        goto out;
+    case GW_REQ_BK_PUB:
+        s_on_bk_pub(gw, r, hdr, payload);
+        goto out;
+    default:
+        break;
+    }
+    c = gw_idmap_get(&gw->conns, r->conn);
+    if (!c) {
+        gw->m.dropped_conn_gone++;
+        goto out;
+    }
+    c->inflight--;
+    if (r->kind == GW_REQ_AUTH) {
+        s_on_auth(gw, c, r, hdr, payload);
+        goto out;
+    }
+    if (r->kind == GW_REQ_SUB && (sub = gw_sub_find_seq(c->subs, r->seq))) {
+        /* Active before the reply is queued: every publication the actor
+         * sends after its answer reaches this client, after the answer. */
+        if (hdr->type == PROTO_BK_REPLY) {
+            gw_sub_activate(&gw->chans, sub);
+            gw->m.subscriptions = gw->chans.n_active;
+        } else {
+            s_sub_drop(gw, c, sub, false);
+        }
+    }
+    if (r->id.kind == PROTO_ID_NONE) {
+        gw->m.dropped_no_id++;
+        goto out;
+    }
+    s_answer(gw, c, &r->id, hdr, payload);
 out:
-    if (r)
-        s_req_free(gw, r);
+    s_req_free(gw, r);
 }
 
 static void
@@ -898,7 +1716,6 @@ gw_on_backend(gw_t *gw, int worker, const proto_bk_t *hdr, proto_span_t payload)
 {
     gw_conn_t *c;
 
-    (void)worker;
     switch (hdr->type) {
     case PROTO_BK_REPLY:
     case PROTO_BK_ERROR:
@@ -906,6 +1723,12 @@ gw_on_backend(gw_t *gw, int worker, const proto_bk_t *hdr, proto_span_t payload)
         break;
     case PROTO_BK_SEND:
         s_on_send(gw, hdr, payload);
+        break;
+    case PROTO_BK_PUB:
+        s_on_pub(gw, hdr, payload);
+        break;
+    case PROTO_BK_PUBLISH:
+        s_on_publish(gw, worker, hdr, payload);
         break;
     case PROTO_BK_CLOSE:
         c = gw_idmap_get(&gw->conns, hdr->conn);
@@ -954,6 +1777,38 @@ s_ka_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     while ((c = gw->pinged_head) && now - c->last_rx_ms >= gw->cfg.idle_ms)
         s_close(gw, c, 4002, GW_CLOSE_IDLE_TIMEOUT);
+}
+
+/* Auth timeouts and token expiries that came due. Entries that no longer
+ * apply (connection gone, authenticated since, token refreshed) are
+ * skipped. */
+static void
+s_auth_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    gw_t *gw = w->data;
+    uint64_t now = gw_now_ms(gw);
+    const gw_heap_item_t *t;
+
+    (void)loop;
+    (void)revents;
+    /* A token's exp is unix time; ev_now() is wall-clock time too, so the
+     * auth timeouts and the expiries share one clock and one heap. */
+    while ((t = gw_heap_top(&gw->timers)) && t->due_ms <= now) {
+        gw_heap_item_t it = *t;
+        gw_conn_t *c;
+
+        gw_heap_pop(&gw->timers);
+        c = gw_idmap_get(&gw->conns, it.id);
+        if (!c || c->close_code || c->linger_code)
+            continue;
+        if (it.kind == GW_TIMER_AUTH && c->auth == GW_AUTH_NEED) {
+            s_close(gw, c, 4004, GW_CLOSE_AUTH_TIMEOUT);
+        } else if (it.kind == GW_TIMER_EXPIRY && c->auth_gen == it.gen) {
+            gw_log_limited(GW_LOG_INFO, "conn %" PRIu64 ": token expired, closing", c->id);
+            s_close(gw, c, 4005, GW_CLOSE_TOKEN_EXPIRED);
+        }
+    }
+    s_auth_timer_arm(gw);
 }
 
 static void
@@ -1043,7 +1898,10 @@ gw_new(const gw_config_t *cfg, void *ev_loop)
     gw->next_rid = 1;
     proto_buf_init(&gw->scratch, 0);
     proto_buf_init(&gw->hdr, 0);
-    if (gw_idmap_init(&gw->conns, 1024) || gw_idmap_init(&gw->reqs, 1024))
+    proto_buf_init(&gw->payload, 0);
+    gw_heap_init(&gw->timers);
+    if (gw_idmap_init(&gw->conns, 1024) || gw_idmap_init(&gw->reqs, 1024) ||
+        gw_chans_init(&gw->chans))
         goto fail;
     gw->backend = gw_backend_new(gw, &gw->cfg, &gw->m, ev_loop);
     if (!gw->backend)
@@ -1057,6 +1915,8 @@ gw_new(const gw_config_t *cfg, void *ev_loop)
     gw->drain_timer.data = gw;
     ev_init(&gw->drain_tick, s_drain_tick_cb);
     gw->drain_tick.data = gw;
+    ev_init(&gw->auth_timer, s_auth_cb);
+    gw->auth_timer.data = gw;
     if (gw->cfg.ping_ms) {
         double tick = gw->cfg.ping_ms / 4000.0;
 
@@ -1103,6 +1963,8 @@ gw_destroy(gw_t **self_p)
         ev_timer_stop(gw->loop, &gw->drain_timer);
     if (ev_is_active(&gw->drain_tick))
         ev_timer_stop(gw->loop, &gw->drain_tick);
+    if (ev_is_active(&gw->auth_timer))
+        ev_timer_stop(gw->loop, &gw->auth_timer);
     free(gw->drain_ids);
     if (ev_is_active(&gw->sigint))
         ev_signal_stop(gw->loop, &gw->sigint);
@@ -1123,8 +1985,11 @@ gw_destroy(gw_t **self_p)
     }
     gw_idmap_fini(&gw->conns);
     gw_idmap_fini(&gw->reqs);
+    gw_chans_fini(&gw->chans);
+    gw_heap_fini(&gw->timers);
     proto_buf_fini(&gw->scratch);
     proto_buf_fini(&gw->hdr);
+    proto_buf_fini(&gw->payload);
     free(gw);
     *self_p = NULL;
 }

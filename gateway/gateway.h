@@ -61,6 +61,23 @@ typedef enum {
     GW_CONN_RAW = 2,     /* a raw endpoint */
 } gw_conn_kind_t;
 
+/* Authentication state of a /ws connection. */
+enum {
+    GW_AUTH_ANON = 0, /* auth = none: anonymous, may still authenticate */
+    GW_AUTH_NEED,     /* auth = required and not authenticated yet */
+    GW_AUTH_OK,       /* authenticated: c->ident holds who */
+};
+
+/* Who an authenticated connection is, as the auth service said. */
+typedef struct gw_ident {
+    uint64_t exp;      /* unix seconds; 0: the token does not expire */
+    uint32_t info_len; /* msgpack value after the user bytes (0: none) */
+    uint16_t user_len;
+    uint8_t data[]; /* user bytes, then info */
+} gw_ident_t;
+
+struct gw_sub;
+
 /* Keep-alive list membership. */
 enum { GW_KA_NONE = 0, GW_KA_ALIVE, GW_KA_PINGED };
 
@@ -76,23 +93,32 @@ typedef struct gw_conn {
     uint32_t sq_msgs;
     uint32_t sq_bytes;
     uint8_t *rx_buf;  /* reassembly of fragmented messages */
+    struct gw_sub *subs; /* this connection's channel subscriptions (chan.h) */
+    gw_ident_t *ident;   /* owned; NULL while anonymous */
     char *close_text; /* owned; reason a worker gave for its CLOSE */
     uint32_t rx_len, rx_cap;
     uint64_t last_rx_ms;
     uint32_t inflight;
+    uint32_t sub_seq;     /* tags subscribe requests */
+    uint32_t auth_gen;    /* bumps at each successful auth: stale expiry timers */
+    uint16_t n_subs;
+    uint16_t linger_code; /* close with it once the send queue has gone out */
     uint16_t close_code;  /* non-zero: close with it at the next writeable */
     uint16_t peer_code;   /* the code in the client's close frame, if any */
     uint8_t kind;         /* gw_conn_kind_t */
     uint8_t raw_idx;      /* GW_CONN_RAW: index into cfg->raw */
     uint8_t ka;           /* GW_KA_* */
     uint8_t close_reason; /* gw_close_reason_t, for the metrics */
+    uint8_t auth;         /* GW_AUTH_* */
     uint8_t want_ping : 1;
+    uint8_t auth_inflight : 1; /* an auth request is at the auth service */
     uint8_t rx_binary : 1; /* type of the message being reassembled */
     uint8_t admitted : 1;
     uint8_t opened : 1;
 } gw_conn_t;
 
 typedef struct gw gw_t;
+typedef struct gw_ws gw_ws_t;
 
 gw_t *gw_new(const gw_config_t *cfg, void *ev_loop);
 void gw_destroy(gw_t **self_p);
@@ -102,9 +128,13 @@ int gw_run(gw_t *gw);
 /* --- called by ws.c (the lws callback) ------------------------------- */
 
 /* Admission at the handshake (FILTER_PROTOCOL_CONNECTION): classifies the
- * path. 0 to admit; 404 for an unknown path; 503 at the connection bound. */
-int gw_admit(gw_t *gw, gw_conn_t *c, const char *path, bool msgpack);
-void gw_conn_opened(gw_t *gw, gw_conn_t *c);
+ * path and checks the Origin (NULL: the client sent none). 0 to admit; 404
+ * for an unknown path; 403 for an Origin not allowed; 503 at the
+ * connection bound. */
+int gw_admit(gw_t *gw, gw_conn_t *c, const char *path, const char *origin, bool msgpack);
+/* The upgrade completed. token: the `token` query parameter (len 0: none),
+ * which starts authentication at once. Never logged. */
+void gw_conn_opened(gw_t *gw, gw_conn_t *c, proto_span_t token);
 /* One received fragment. Returns 0, or a close code to close with. */
 int gw_conn_receive(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary, bool first,
                     bool final, size_t remaining);
@@ -112,7 +142,8 @@ void gw_conn_activity(gw_t *gw, gw_conn_t *c);
 void gw_conn_closed(gw_t *gw, gw_conn_t *c);
 /* The close reason text to send with c->close_code (borrowed). */
 const char *gw_conn_close_text(const gw_conn_t *c);
-/* Pops the next queued frame (owned by the caller), or NULL. */
+/* Pops the next queued frame (owned by the caller), or NULL. When the
+ * queue is empty and a close waits for it (linger_code), sets close_code. */
 gw_msg_t *gw_conn_pop(gw_conn_t *c);
 gw_metrics_t *gw_metrics(gw_t *gw);
 const gw_config_t *gw_config(gw_t *gw);
@@ -135,9 +166,22 @@ void gw_on_backend(gw_t *gw, int worker, const proto_bk_t *hdr, proto_span_t pay
  * `unavailable`. Membership no longer includes it. */
 void gw_on_worker_lost(gw_t *gw, int worker);
 
+/* --- admin HTTP publish (ws.c's admin vhost) ------------------------------ */
+
+/* POST /publish with body {"channel": C, "data": D} (JSON), after the API
+ * key was checked. Returns 0 when the publication went to the channel
+ * actor: gw_ws_http_answer(session, ...) follows later. Otherwise an HTTP
+ * status to answer with now, and *why a short text. */
+int gw_http_publish(gw_t *gw, uint64_t session, const uint8_t *body, size_t len,
+                    const char **why);
+
 /* --- offered by ws.c ----------------------------------------------------- */
 
-typedef struct gw_ws gw_ws_t;
+/* Answers admin HTTP session `session` (if it is still there) with status
+ * and a JSON body (copied). */
+void gw_ws_http_answer(gw_ws_t *ws, uint64_t session, unsigned status, const void *body,
+                       size_t len);
+
 gw_ws_t *gw_ws(gw_t *gw);
 gw_ws_t *gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop);
 void gw_ws_destroy(gw_ws_t **self_p);

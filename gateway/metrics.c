@@ -7,6 +7,7 @@
 static const char *s_close_names[GW_CLOSE__COUNT] = {
     "normal",     "too_large",  "bad_utf8", "slow_consumer", "idle_timeout",
     "no_service", "overloaded", "worker",   "shutdown",      "error",
+    "auth_failed", "auth_timeout", "token_expired",
 };
 
 static const double s_bounds[GW_HIST_N] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -88,8 +89,38 @@ gw_metrics_render_counters(const gw_metrics_t *m, unsigned workers_live, proto_b
                 "# HELP wsgate_connections_rejected_total Upgrades refused at the "
                 "handshake.\n# TYPE wsgate_connections_rejected_total counter\n"
                 "wsgate_connections_rejected_total{reason=\"max_conns\"} %" PRIu64 "\n"
-                "wsgate_connections_rejected_total{reason=\"path\"} %" PRIu64 "\n",
-                m->rejected_max_conns, m->rejected_path);
+                "wsgate_connections_rejected_total{reason=\"path\"} %" PRIu64 "\n"
+                "wsgate_connections_rejected_total{reason=\"origin\"} %" PRIu64 "\n",
+                m->rejected_max_conns, m->rejected_path, m->rejected_origin);
+    rc |= s_put(out,
+                "# HELP wsgate_auth_total Authentication answers from the auth service, by "
+                "result.\n# TYPE wsgate_auth_total counter\n"
+                "wsgate_auth_total{result=\"ok\"} %" PRIu64 "\n"
+                "wsgate_auth_total{result=\"refreshed\"} %" PRIu64 "\n"
+                "wsgate_auth_total{result=\"failed\"} %" PRIu64 "\n"
+                "wsgate_auth_total{result=\"transient\"} %" PRIu64 "\n",
+                m->auth_ok, m->auth_refreshed, m->auth_failed, m->auth_transient);
+    rc |= s_metric(out, "wsgate_unauthenticated_total", "counter",
+                   "Messages refused because the connection had not authenticated.",
+                   m->unauthenticated);
+    rc |= s_metric(out, "wsgate_channels", "gauge", "Channels with a subscriber on this gateway.",
+                   m->channels);
+    rc |= s_metric(out, "wsgate_subscriptions", "gauge", "Active subscriptions on this gateway.",
+                   m->subscriptions);
+    rc |= s_metric(out, "wsgate_publications_total", "counter",
+                   "Publications and presence events received from channel actors.", m->pubs_in);
+    rc |= s_metric(out, "wsgate_publications_unrouted_total", "counter",
+                   "Publications for a channel with no subscriber here.", m->pubs_no_subscribers);
+    rc |= s_metric(out, "wsgate_deliveries_total", "counter",
+                   "Channel frames queued to subscribers.", m->deliveries);
+    rc |= s_put(out,
+                "# HELP wsgate_http_publish_total POST /publish on the admin listener, by "
+                "result.\n# TYPE wsgate_http_publish_total counter\n"
+                "wsgate_http_publish_total{result=\"ok\"} %" PRIu64 "\n"
+                "wsgate_http_publish_total{result=\"unauthorized\"} %" PRIu64 "\n"
+                "wsgate_http_publish_total{result=\"bad_request\"} %" PRIu64 "\n"
+                "wsgate_http_publish_total{result=\"failed\"} %" PRIu64 "\n",
+                m->http_publish[0], m->http_publish[1], m->http_publish[2], m->http_publish[3]);
     rc |= s_metric(out, "wsgate_messages_in_total", "counter", "Client messages received.",
                    m->msgs_in);
     rc |= s_metric(out, "wsgate_bytes_in_total", "counter", "Client payload bytes received.",

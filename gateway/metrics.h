@@ -20,6 +20,9 @@ typedef enum {
     GW_CLOSE_WORKER,
     GW_CLOSE_SHUTDOWN,
     GW_CLOSE_ERROR,
+    GW_CLOSE_AUTH_FAILED,   /* 4003 */
+    GW_CLOSE_AUTH_TIMEOUT,  /* 4004 */
+    GW_CLOSE_TOKEN_EXPIRED, /* 4005 */
     GW_CLOSE__COUNT
 } gw_close_reason_t;
 
@@ -39,6 +42,15 @@ typedef struct {
     uint64_t closed[GW_CLOSE__COUNT];
     uint64_t rejected_max_conns;
     uint64_t rejected_path;
+    uint64_t rejected_origin;
+    uint64_t auth_ok, auth_failed, auth_refreshed, auth_transient; /* auth results */
+    uint64_t unauthenticated; /* messages refused before auth */
+    uint64_t channels;        /* gauge: channels with a local subscriber */
+    uint64_t subscriptions;   /* gauge: active local subscriptions */
+    uint64_t pubs_in;         /* PUB messages from workers */
+    uint64_t pubs_no_subscribers;
+    uint64_t deliveries;      /* frames queued to subscribers */
+    uint64_t http_publish[4]; /* ok, unauthorized, bad_request, failed */
     uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
     uint64_t requests;                 /* forwarded to a worker */
     uint64_t replies;                  /* worker replies delivered to a client */

@@ -27,6 +27,7 @@
 #include <ev.h>
 #include <libwebsockets.h>
 
+#include "idmap.h"
 #include "log.h"
 
 _Static_assert(GW_PRE == LWS_PRE, "GW_PRE must equal LWS_PRE");
@@ -59,7 +60,19 @@ struct gw_ws {
     struct lws_protocols admin_protos[2];
     struct lws_http_mount mount;
     lws_retry_bo_t retry;
+    gw_idmap_t http;        /* admin session id -> struct lws *, while a publish is out */
+    uint64_t next_session;
 };
+
+/* An admin HTTP request (per-session data of the admin protocol). */
+typedef struct {
+    uint64_t session; /* 0 until a publish went out */
+    proto_buf_t body; /* POST body so far; the answer once it came */
+    unsigned status;  /* the answer's, once it came */
+    uint8_t post : 1;
+    uint8_t answered : 1;
+    uint8_t too_big : 1;
+} s_admin_t;
 
 static int
 s_http_reply(struct lws *wsi, unsigned status, const char *ctype, proto_buf_t *body)
@@ -75,23 +88,37 @@ s_http_reply(struct lws *wsi, unsigned status, const char *ctype, proto_buf_t *b
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static int
-s_admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+/* The Authorization header is "Bearer <api key>", compared in constant
+ * time. A gateway without an api-key-file takes no publishes at all. */
+static bool
+s_api_key_ok(struct lws *wsi, const gw_config_t *cfg)
 {
-    gw_t *gw = lws_context_user(lws_get_context(wsi));
+    char hdr[GW_API_KEY_MAX + 16];
+    size_t n = strlen(cfg->api_key), i;
+    unsigned char diff = 0;
+
+    if (!n || lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 ||
+        strncmp(hdr, "Bearer ", 7) || strlen(hdr + 7) != n)
+        return false;
+    for (i = 0; i < n; i++)
+        diff |= (unsigned char)(hdr[7 + i] ^ cfg->api_key[i]);
+    return diff == 0;
+}
+
+static int
+s_admin_get(struct lws *wsi, gw_t *gw, const char *path)
+{
     proto_buf_t body;
     unsigned status = 200;
     int rc;
 
-    if (reason != LWS_CALLBACK_HTTP)
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
     proto_buf_init(&body, LWS_PRE);
-    if (!strcmp(in, "/metrics")) {
+    if (!strcmp(path, "/metrics")) {
         if (gw_metrics_render(gw, &body))
             status = 500;
-    } else if (!strcmp(in, "/healthz")) {
+    } else if (!strcmp(path, "/healthz")) {
         proto_buf_append(&body, "ok\n", 3);
-    } else if (!strcmp(in, "/readyz")) {
+    } else if (!strcmp(path, "/readyz")) {
         const char *missing;
         char line[128];
 
@@ -113,15 +140,134 @@ s_admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *
 }
 
 static int
+s_json_reply(struct lws *wsi, unsigned status, const char *text)
+{
+    proto_buf_t body;
+    int rc;
+
+    proto_buf_init(&body, LWS_PRE);
+    proto_buf_append(&body, text, strlen(text));
+    rc = s_http_reply(wsi, status, "application/json", &body);
+    proto_buf_fini(&body);
+    return rc;
+}
+
+/* The whole POST /publish body is in: hand it to the gateway. */
+static int
+s_admin_publish(struct lws *wsi, gw_t *gw, s_admin_t *a)
+{
+    gw_ws_t *ws = gw_ws(gw);
+    const char *why = NULL;
+    char text[256];
+    int status;
+
+    if (a->too_big) {
+        gw_metrics(gw)->http_publish[2]++;
+        return s_json_reply(wsi, 413, "{\"code\":\"too_large\",\"msg\":\"body over max-message\"}");
+    }
+    a->session = ++ws->next_session;
+    if (gw_idmap_put(&ws->http, a->session, wsi)) {
+        a->session = 0;
+        return s_json_reply(wsi, 500, "{\"code\":\"internal\",\"msg\":\"out of memory\"}");
+    }
+    status = gw_http_publish(gw, a->session, proto_buf_payload(&a->body), a->body.len, &why);
+    if (status == 0)
+        return 0; /* gw_ws_http_answer() follows */
+    gw_idmap_del(&ws->http, a->session);
+    a->session = 0;
+    snprintf(text, sizeof(text), "{\"code\":\"%s\",\"msg\":\"%s\"}",
+             status == 400 ? "bad_request" : "unavailable", why ? why : "");
+    return s_json_reply(wsi, (unsigned)status, text);
+}
+
+static int
+s_admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    gw_t *gw = lws_context_user(lws_get_context(wsi));
+    s_admin_t *a = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        memset(a, 0, sizeof(*a));
+        proto_buf_init(&a->body, LWS_PRE);
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) <= 0)
+            return s_admin_get(wsi, gw, in);
+        if (strcmp(in, "/publish")) {
+            return s_json_reply(wsi, 404, "{\"code\":\"not_found\",\"msg\":\"POST /publish\"}");
+        }
+        if (!s_api_key_ok(wsi, gw_config(gw))) {
+            gw_metrics(gw)->http_publish[1]++;
+            gw_log_limited(GW_LOG_INFO, "admin: POST /publish without a valid API key");
+            return s_json_reply(wsi, 401,
+                                "{\"code\":\"unauthorized\",\"msg\":\"Authorization: Bearer "
+                                "<api key> required\"}");
+        }
+        a->post = 1;
+        return 0; /* the body follows */
+    case LWS_CALLBACK_HTTP_BODY:
+        if (!a->post || a->too_big)
+            return 0;
+        if (a->body.len + len > gw_config(gw)->max_message) {
+            a->too_big = 1;
+            proto_buf_reset(&a->body);
+            return 0;
+        }
+        if (proto_buf_append(&a->body, in, len) < 0)
+            a->too_big = 1;
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (!a->post)
+            return 0;
+        return s_admin_publish(wsi, gw, a);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (!a->answered)
+            return 0;
+        a->answered = 0;
+        return s_http_reply(wsi, a->status, "application/json", &a->body);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (a->session)
+            gw_idmap_del(&gw_ws(gw)->http, a->session);
+        a->session = 0;
+        proto_buf_fini(&a->body);
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+void
+gw_ws_http_answer(gw_ws_t *ws, uint64_t session, unsigned status, const void *body, size_t len)
+{
+    struct lws *wsi = gw_idmap_del(&ws->http, session);
+    s_admin_t *a;
+
+    if (!wsi)
+        return; /* the client went away first */
+    a = lws_wsi_user(wsi);
+    a->session = 0;
+    a->status = status;
+    a->answered = 1;
+    proto_buf_reset(&a->body);
+    if (len)
+        proto_buf_append(&a->body, body, len);
+    lws_callback_on_writable(wsi);
+}
+
+static int
 s_filter(gw_t *gw, struct lws *wsi, gw_conn_t *c)
 {
-    char path[256];
+    char path[256], origin[256];
     const struct lws_protocols *pcol = lws_get_protocol(wsi);
-    int rc;
+    int rc, olen;
 
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
         return -1;
-    rc = gw_admit(gw, c, path, pcol && pcol->id == GW_PROTO_MSGPACK);
+    /* An Origin too long to copy is not one we could have allowed. */
+    olen = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (olen > 0 && lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        snprintf(origin, sizeof(origin), "-");
+    rc = gw_admit(gw, c, path, olen > 0 ? origin : NULL, pcol && pcol->id == GW_PROTO_MSGPACK);
     if (rc == 0)
         return 0;
     /*
@@ -139,8 +285,11 @@ s_filter(gw_t *gw, struct lws *wsi, gw_conn_t *c)
         static const char r404[] = "HTTP/1.1 404 Not Found\r\n"
                                    "content-type: text/plain\r\ncontent-length: 9\r\n"
                                    "connection: close\r\n\r\nnot found";
-        const char *r = rc == 503 ? r503 : r404;
-        size_t rlen = rc == 503 ? sizeof(r503) - 1 : sizeof(r404) - 1;
+        static const char r403[] = "HTTP/1.1 403 Forbidden\r\n"
+                                   "content-type: text/plain\r\ncontent-length: 18\r\n"
+                                   "connection: close\r\n\r\norigin not allowed";
+        const char *r = rc == 503 ? r503 : rc == 403 ? r403 : r404;
+        size_t rlen = rc == 503 ? sizeof(r503) - 1 : rc == 403 ? sizeof(r403) - 1 : sizeof(r404) - 1;
 
         if (send(lws_get_socket_fd(wsi), r, rlen, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
             gw_log_limited(GW_LOG_DEBUG, "refusal not sent");
@@ -176,8 +325,11 @@ s_writeable(gw_t *gw, struct lws *wsi, gw_conn_t *c)
         if (lws_send_pipe_choked(wsi))
             break;
         msg = gw_conn_pop(c);
-        if (!msg)
+        if (!msg) {
+            if (c->close_code) /* a close that waited for the queue */
+                lws_callback_on_writable(wsi);
             return 0;
+        }
         n = lws_write(wsi, gw_msg_payload(msg), msg->len,
                       msg->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
         m->msgs_out++;
@@ -208,7 +360,17 @@ s_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
         if (fd >= 0 && fd < ws->accept_at_n)
             gw_hist_observe(&gw_metrics(gw)->handshake, ev_time() - ws->accept_at[fd]);
         c->wsi = wsi;
-        gw_conn_opened(gw, c);
+        {
+            /* The token query parameter, if any: handed over, never logged
+             * (lws logs no query strings at the levels we enable). */
+            char tok[PROTO_TOKEN_MAX + 8];
+            const char *t = NULL;
+
+            if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) > 0)
+                t = lws_get_urlarg_by_name(wsi, "token=", tok, (int)sizeof(tok));
+            gw_conn_opened(gw, c, t ? proto_span(t, strlen(t)) : proto_span(NULL, 0));
+            explicit_bzero(tok, sizeof(tok));
+        }
         return 0;
     }
     case LWS_CALLBACK_RECEIVE:
@@ -370,7 +532,10 @@ gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
         "wsgate.v1.json", s_ws_cb, sizeof(gw_conn_t), GW_RX_CHUNK, GW_PROTO_JSON, NULL, 0};
     ws->protos[1] = (struct lws_protocols){
         "wsgate.v1.msgpack", s_ws_cb, sizeof(gw_conn_t), GW_RX_CHUNK, GW_PROTO_MSGPACK, NULL, 0};
-    ws->admin_protos[0] = (struct lws_protocols){"http", s_admin_cb, 0, 0, 0, NULL, 0};
+    ws->admin_protos[0] =
+        (struct lws_protocols){"http", s_admin_cb, sizeof(s_admin_t), 0, 0, NULL, 0};
+    if (gw_idmap_init(&ws->http, 16))
+        goto fail;
 
     /* lws's own validity pings off (0, 0): keep-alive is the gateway's,
      * on two O(1) lists, instead of a sorted timer per connection. */
@@ -456,6 +621,7 @@ gw_ws_destroy(gw_ws_t **self_p)
     free(ws->accept_at);
     if (ws->ctx)
         lws_context_destroy(ws->ctx);
+    gw_idmap_fini(&ws->http);
     free(ws);
     *self_p = NULL;
 }

@@ -26,7 +26,11 @@ static const char *const s_err_names[PROTO_ERR__COUNT] = {
     [PROTO_ERR_BAD_REQUEST] = "bad_request", [PROTO_ERR_NO_SERVICE] = "no_service",
     [PROTO_ERR_TOO_LARGE] = "too_large",     [PROTO_ERR_OVERLOADED] = "overloaded",
     [PROTO_ERR_TIMEOUT] = "timeout",         [PROTO_ERR_INTERNAL] = "internal",
-    [PROTO_ERR_UNAVAILABLE] = "unavailable",
+    [PROTO_ERR_UNAVAILABLE] = "unavailable", [PROTO_ERR_UNAUTHENTICATED] = "unauthenticated",
+    [PROTO_ERR_FORBIDDEN] = "forbidden",     [PROTO_ERR_BAD_CHANNEL] = "bad_channel",
+    [PROTO_ERR_TOO_MANY_SUBS] = "too_many_subscriptions",
+    [PROTO_ERR_ALREADY_SUBSCRIBED] = "already_subscribed",
+    [PROTO_ERR_NOT_SUBSCRIBED] = "not_subscribed",
 };
 
 static const char *const s_op_names[] = {

@@ -50,6 +50,12 @@ typedef enum {
     PROTO_ERR_TIMEOUT,
     PROTO_ERR_INTERNAL,
     PROTO_ERR_UNAVAILABLE,
+    PROTO_ERR_UNAUTHENTICATED,  /* auth = required and the connection has not authenticated */
+    PROTO_ERR_FORBIDDEN,        /* not allowed (reserved services; channel permissions) */
+    PROTO_ERR_BAD_CHANNEL,      /* channel name: characters or length */
+    PROTO_ERR_TOO_MANY_SUBS,    /* over the subscriptions per connection */
+    PROTO_ERR_ALREADY_SUBSCRIBED,
+    PROTO_ERR_NOT_SUBSCRIBED,
     PROTO_ERR__COUNT
 } proto_err_t;
 

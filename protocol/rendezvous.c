@@ -24,6 +24,12 @@ proto_rdv_seed(proto_span_t worker_id)
 }
 
 uint64_t
+proto_hash64(const void *p, size_t len)
+{
+    return XXH3_64bits(p, len);
+}
+
+uint64_t
 proto_rdv_key(proto_span_t svc, proto_span_t key)
 {
     /* The 0 byte keeps ("ab", "c") and ("a", "bc") apart: service names

@@ -16,6 +16,8 @@
 #include "proto.h"
 
 uint64_t proto_rdv_seed(proto_span_t worker_id);
+/* A well-spread 64-bit hash of any bytes (XXH3), for hash tables. */
+uint64_t proto_hash64(const void *p, size_t len);
 uint64_t proto_rdv_key(proto_span_t svc, proto_span_t key);
 uint64_t proto_rdv_score(uint64_t seed, uint64_t key_hash);
 

@@ -76,7 +76,7 @@ class BadInputTest(GatewayTestCase):
         c = await self.connect("json")
         before = self.err_count("no_service")
         await c.send_raw('{"svc":"nosuchsvc","data":1}')  # valid, fire-and-forget
-        await c.send_raw('{"op":"sub","svc":"echo"}')  # reserved op, no id
+        await c.send_raw('{"op":"unsub","channel":"c"}')  # not subscribed, no id
         # the next frame the client sees is the echo's reply, nothing before it
         rep = await c.call("echo", "after", id=31)
         self.assertEqual((rep.get("op"), rep.get("id")), ("res", 31), rep)

@@ -1199,8 +1199,10 @@ static void
 test_err_names(void **state)
 {
     static const char *const want[PROTO_ERR__COUNT] = {
-        "bad_request", "no_service", "too_large",   "overloaded",
-        "timeout",     "internal",   "unavailable",
+        "bad_request",        "no_service",  "too_large",   "overloaded",
+        "timeout",            "internal",    "unavailable", "unauthenticated",
+        "forbidden",          "bad_channel", "too_many_subscriptions",
+        "already_subscribed", "not_subscribed",
     };
 
     (void)state;
