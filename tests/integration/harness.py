@@ -456,7 +456,8 @@ class RawWS:
     what it is told: it never answers pings and never reads unless asked,
     and it sends any frame, valid or not."""
 
-    def __init__(self, host, port, path="/ws", subprotocol=None, rcvbuf=None, timeout=5.0):
+    def __init__(self, host, port, path="/ws", subprotocol=None, rcvbuf=None, timeout=5.0,
+                 headers=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -469,6 +470,8 @@ class RawWS:
         )
         if subprotocol:
             req += "Sec-WebSocket-Protocol: %s\r\n" % subprotocol
+        for k, v in (headers or {}).items():
+            req += "%s: %s\r\n" % (k, v)
         req += "\r\n"
         self.sock.sendall(req.encode())
         self.buf = b""
@@ -641,8 +644,8 @@ class GatewayTestCase(unittest.IsolatedAsyncioTestCase):
         self.clients.append(Client(ws, "raw"))
         return ws
 
-    def raw(self, path="/ws", subprotocol=None, rcvbuf=None, timeout=5.0):
-        r = RawWS("127.0.0.1", self.cluster.port, path, subprotocol, rcvbuf, timeout)
+    def raw(self, path="/ws", subprotocol=None, rcvbuf=None, timeout=5.0, headers=None):
+        r = RawWS("127.0.0.1", self.cluster.port, path, subprotocol, rcvbuf, timeout, headers)
         self.raws.append(r)
         return r
 

@@ -1,0 +1,273 @@
+"""Channels end to end: two gateways, two workers connected to both (each
+running echo, auth and chan), authenticated websocket clients.
+
+Covers: fan-out to many subscribers over both gateways, in order, one
+epoch; permissions from the token's claims; the gateway's limits;
+presence with join/leave, including an abrupt disconnect; history;
+recovery after a reconnect with exactly the missed publications; recovery
+refused after the epoch changed; publishing over the admin HTTP endpoint
+with and without the API key."""
+
+import asyncio
+import json
+import os
+import socket
+import tempfile
+import urllib.error
+import urllib.request
+
+import harness
+from authkit import AuthKit
+from harness import Client, Cluster, GatewayTestCase, JSON_PROTO, MSGPACK_PROTO, ws_connect
+
+API_KEY = "test-api-key-0123456789abcdef"
+
+
+class ChannelsTest(GatewayTestCase):
+    async def asyncSetUp(self):
+        await super().asyncSetUp()
+        self.kit = AuthKit()
+        self.keydir = tempfile.TemporaryDirectory(prefix="wsgate-api-")
+        self.api_key_file = os.path.join(self.keydir.name, "api.key")
+        with open(self.api_key_file, "w") as f:
+            f.write(API_KEY + "\n")
+        self.gw2 = None
+
+    async def asyncTearDown(self):
+        await super().asyncTearDown()
+        if self.gw2 is not None:
+            self.gw2.stop()
+        self.kit.close()
+        self.keydir.cleanup()
+
+    def start_two(self, gateway_args=(), workers=2):
+        args = ["--auth", "required", "--api-key-file", self.api_key_file] + list(gateway_args)
+        self.cluster.start_gateway(args)
+        self.gw2 = Cluster(self.id() + ".gw2")
+        self.gw2.start_gateway(args)
+        for i in range(1, workers + 1):
+            self.start_chan_worker("worker-%d" % i)
+        self.cluster.wait_workers(workers)
+        self.gw2.wait_workers(workers)
+
+    def start_chan_worker(self, wid):
+        return self.cluster.start_worker(
+            wid, services="echo,auth,chan",
+            args=self.kit.worker_args() + ["--gateway", self.gw2.backend])
+
+    async def client(self, user, gw=1, enc="json", sub=("room:*",), pub=("room:*",)):
+        cl = self.cluster if gw == 1 else self.gw2
+        proto = MSGPACK_PROTO if enc == "msgpack" else JSON_PROTO
+        ws = await ws_connect(cl.url(), [proto])
+        c = Client(ws, enc)
+        self.clients.append(c)
+        await c.send({"op": "auth", "id": "a", "token": self.kit.token(
+            sub=user, sub_channels=sub, pub_channels=pub)})
+        rep = await c.recv()
+        self.assertEqual(rep["op"], "res", rep)
+        return c
+
+    async def op(self, c, op, id, **fields):
+        await c.send(dict(op=op, id=id, **fields))
+        return await self.reply(c, id)
+
+    async def reply(self, c, id, timeout=5.0):
+        """The answer to id; channel events that arrive first are kept."""
+        while True:
+            m = await c.recv(timeout)
+            if m.get("id") == id and m["op"] in ("res", "err"):
+                return m
+            c.__dict__.setdefault("events", []).append(m)
+
+    async def events(self, c, n, op="msg", timeout=5.0):
+        got = [e for e in c.__dict__.get("events", []) if e["op"] == op]
+        c.events = [e for e in c.__dict__.get("events", []) if e["op"] != op]
+        while len(got) < n:
+            m = await c.recv(timeout)
+            if m["op"] == op:
+                got.append(m)
+            else:
+                c.events.append(m)
+        return got
+
+    async def test_fanout_over_two_gateways_in_order(self):
+        self.start_two()
+        subs = []
+        for i in range(40):
+            c = await self.client("u%d" % i, gw=1 + i % 2, enc="json" if i % 3 else "msgpack")
+            rep = await self.op(c, "sub", 1, channel="room:1")
+            self.assertEqual(rep["op"], "res", rep)
+            subs.append(c)
+        epochs = {(await self.op(s, "history", 2, channel="room:1"))["data"]["epoch"] for s in subs[:3]}
+        self.assertEqual(len(epochs), 1)
+        pub = await self.client("alice", gw=2)
+        offsets = []
+        for k in range(5):
+            rep = await self.op(pub, "pub", 10 + k, channel="room:1", data={"n": k})
+            self.assertEqual(rep["op"], "res", rep)
+            offsets.append(rep["data"]["offset"])
+        self.assertEqual(offsets, list(range(offsets[0], offsets[0] + 5)))
+        for s in subs:
+            got = await self.events(s, 5)
+            self.assertEqual([g["data"]["n"] for g in got], [0, 1, 2, 3, 4])
+            self.assertEqual([g["offset"] for g in got], offsets)
+            self.assertEqual({g["epoch"] for g in got}, epochs)
+            self.assertEqual({g["user"] for g in got}, {"alice"})
+            self.assertEqual({g["channel"] for g in got}, {"room:1"})
+        total = self.cluster.metric("wsgate_deliveries_total") + self.gw2.metric("wsgate_deliveries_total")
+        self.assertEqual(total, 40 * 5)
+
+    async def test_permissions_come_from_the_token(self):
+        self.start_two()
+        nobody = await self.client("nobody", sub=(), pub=())
+        rep = await self.op(nobody, "sub", 1, channel="room:1")
+        self.assertEqual((rep["op"], rep["code"]), ("err", "forbidden"), rep)
+        reader = await self.client("reader", sub=("room:*",), pub=())
+        self.assertEqual((await self.op(reader, "sub", 2, channel="room:7"))["op"], "res")
+        rep = await self.op(reader, "pub", 3, channel="room:7", data=1)
+        self.assertEqual((rep["op"], rep["code"]), ("err", "forbidden"), rep)
+        rep = await self.op(reader, "sub", 4, channel="admin:1")
+        self.assertEqual((rep["op"], rep["code"]), ("err", "forbidden"), rep)
+        # the channel actor's own service takes no client requests
+        rep = await reader.call("chan", {"op": "pub", "channel": "room:7", "data": 1, "trusted": True},
+                                key="room:7")
+        self.assertEqual((rep["op"], rep["code"]), ("err", "forbidden"), rep)
+        # a refused subscription leaves nothing behind: subscribing is still possible later
+        self.assertEqual(self.cluster.metric("wsgate_subscriptions"), 1)
+
+    async def test_limits(self):
+        self.start_two(["--max-subs", "2", "--max-channel-len", "16"])
+        c = await self.client("lim")
+        self.assertEqual((await self.op(c, "sub", 1, channel="room:a"))["op"], "res")
+        rep = await self.op(c, "sub", 2, channel="room:a")
+        self.assertEqual(rep["code"], "already_subscribed", rep)
+        self.assertEqual((await self.op(c, "sub", 3, channel="room:b"))["op"], "res")
+        rep = await self.op(c, "sub", 4, channel="room:c")
+        self.assertEqual(rep["code"], "too_many_subscriptions", rep)
+        rep = await self.op(c, "sub", 5, channel="room:" + "x" * 12)
+        self.assertEqual(rep["code"], "bad_channel", rep)
+        rep = await self.op(c, "sub", 6, channel="room 1")
+        self.assertEqual(rep["code"], "bad_channel", rep)
+        rep = await self.op(c, "unsub", 7, channel="room:z")
+        self.assertEqual(rep["code"], "not_subscribed", rep)
+        self.assertEqual((await self.op(c, "unsub", 8, channel="room:a"))["op"], "res")
+        self.assertEqual((await self.op(c, "sub", 9, channel="room:c"))["op"], "res")
+        await c.echo_ok(self)
+
+    async def test_presence_join_leave_and_abrupt_disconnect(self):
+        self.start_two()
+        alice = await self.client("alice", gw=1)
+        rep = await self.op(alice, "sub", 1, channel="room:p", presence=True)
+        self.assertEqual(rep["op"], "res", rep)
+        bob = await self.client("bob", gw=2)
+        self.assertEqual((await self.op(bob, "sub", 1, channel="room:p", presence=True))["op"], "res")
+        join = (await self.events(alice, 1, op="join"))[0]
+        self.assertEqual((join["channel"], join["user"]), ("room:p", "bob"))
+        rep = await self.op(alice, "presence", 2, channel="room:p")
+        self.assertEqual(rep["data"]["users"], {"alice": 1, "bob": 1}, rep)
+        # bob's second connection: no second join; its leave is not bob's leave
+        bob2 = await self.client("bob", gw=1)
+        self.assertEqual((await self.op(bob2, "sub", 1, channel="room:p"))["op"], "res")
+        rep = await self.op(alice, "presence", 3, channel="room:p")
+        self.assertEqual(rep["data"]["users"], {"alice": 1, "bob": 2}, rep)
+        await bob2.close()
+        # bob's first connection dies without a close frame
+        bob.ws.transport.abort()
+        leave = (await self.events(alice, 1, op="leave", timeout=10))[0]
+        self.assertEqual((leave["channel"], leave["user"]), ("room:p", "bob"))
+        self.assertEqual([e for e in alice.__dict__.get("events", []) if e["op"] == "join"], [])
+        rep = await self.op(alice, "presence", 4, channel="room:p")
+        self.assertEqual(rep["data"]["users"], {"alice": 1}, rep)
+
+    async def test_history_and_recovery_after_reconnect(self):
+        self.start_two()
+        alice = await self.client("alice", gw=1)
+        rep = await self.op(alice, "sub", 1, channel="room:r")
+        epoch, offset = rep["data"]["epoch"], rep["data"]["offset"]
+        self.assertFalse(rep["data"]["recovered"])
+        bob = await self.client("bob", gw=2)
+        for k in range(2):
+            await self.op(bob, "pub", 10 + k, channel="room:r", data="before-%d" % k)
+        seen = await self.events(alice, 2)
+        last = seen[-1]["offset"]
+        self.assertEqual(last, offset + 2)
+        await alice.close()
+        for k in range(3):
+            await self.op(bob, "pub", 20 + k, channel="room:r", data="missed-%d" % k)
+        rep = await self.op(bob, "history", 30, channel="room:r", limit=2)
+        self.assertEqual([p["data"] for p in rep["data"]["pubs"]], ["missed-1", "missed-2"])
+        # back, on the other gateway, with where it was
+        alice = await self.client("alice", gw=2)
+        rep = await self.op(alice, "sub", 2, channel="room:r", epoch=epoch, offset=last)
+        self.assertEqual(rep["op"], "res", rep)
+        self.assertTrue(rep["data"]["recovered"], rep)
+        self.assertEqual([p["data"] for p in rep["data"]["pubs"]], ["missed-0", "missed-1", "missed-2"])
+        self.assertEqual([p["offset"] for p in rep["data"]["pubs"]], [last + 1, last + 2, last + 3])
+        # and live again after the recovered ones
+        await self.op(bob, "pub", 40, channel="room:r", data="live")
+        got = await self.events(alice, 1)
+        self.assertEqual((got[0]["data"], got[0]["offset"]), ("live", last + 4))
+
+    async def test_recovery_refused_after_epoch_change(self):
+        self.start_two(workers=1)
+        alice = await self.client("alice")
+        rep = await self.op(alice, "sub", 1, channel="room:e")
+        epoch, offset = rep["data"]["epoch"], rep["data"]["offset"]
+        await alice.close()
+        # the only worker dies; a new one holds a new incarnation of the channel
+        self.cluster.workers["worker-1"].kill()
+        self.start_chan_worker("worker-2")
+        await self.wait_metric(lambda m: m.get("wsgate_workers_joined_total") >= 2 and
+                               m.get("wsgate_workers") == 1, what="the new worker")
+        self.gw2.wait_workers(1)
+        alice = await self.client("alice")
+        rep = await self.op(alice, "sub", 2, channel="room:e", epoch=epoch, offset=offset)
+        self.assertEqual(rep["op"], "res", rep)
+        self.assertFalse(rep["data"]["recovered"], rep)
+        self.assertNotEqual(rep["data"]["epoch"], epoch)
+        self.assertEqual(rep["data"]["pubs"], [])
+        self.expect_clean_exit = True
+
+    def post(self, body, key=API_KEY, port=None):
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/publish" % (port or self.cluster.admin_port),
+            data=body if isinstance(body, bytes) else json.dumps(body).encode(), method="POST")
+        if key is not None:
+            req.add_header("Authorization", "Bearer " + key)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    async def test_http_publish_needs_the_api_key(self):
+        self.start_two()
+        sub = await self.client("watcher", gw=2)
+        self.assertEqual((await self.op(sub, "sub", 1, channel="news"))["op"], "err")  # no permission
+        sub = await self.client("watcher2", gw=2, sub=("news",))
+        self.assertEqual((await self.op(sub, "sub", 1, channel="news"))["op"], "res")
+        loop = asyncio.get_running_loop()
+        status, body = await loop.run_in_executor(None, self.post, {"channel": "news", "data": 1}, None)
+        self.assertEqual((status, body["code"]), (401, "unauthorized"))
+        status, body = await loop.run_in_executor(
+            None, self.post, {"channel": "news", "data": 1}, "wrong-key-0123456789abcd")
+        self.assertEqual(status, 401)
+        status, body = await loop.run_in_executor(None, self.post, b"{not json")
+        self.assertEqual(status, 400)
+        status, body = await loop.run_in_executor(None, self.post, {"channel": "bad name", "data": 1})
+        self.assertEqual(status, 400)
+        status, body = await loop.run_in_executor(
+            None, self.post, {"channel": "news", "data": {"headline": "hi"}})
+        self.assertEqual(status, 200, body)
+        self.assertIn("offset", body)
+        got = (await self.events(sub, 1))[0]
+        self.assertEqual((got["channel"], got["data"], got["offset"]), ("news", {"headline": "hi"}, body["offset"]))
+        self.assertNotIn("user", got)
+        m = self.metrics()
+        self.assertEqual(m.get("wsgate_http_publish_total", result="unauthorized"), 2)
+        self.assertEqual(m.get("wsgate_http_publish_total", result="bad_request"), 2)
+        self.assertEqual(m.get("wsgate_http_publish_total", result="ok"), 1)
+
+
+if __name__ == "__main__":
+    harness.main()
