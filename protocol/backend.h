@@ -40,6 +40,7 @@ typedef enum {
 /* flags on OPEN, REQ and SEND */
 #define PROTO_BK_F_RAW 0x1  /* raw endpoint: payload is the client's bytes verbatim */
 #define PROTO_BK_F_TEXT 0x2 /* raw: a text frame (valid UTF-8); else binary */
+#define PROTO_BK_F_GW 0x4 /* the gateway built this REQ (auth, channel ops); payload is a gateway map */
 
 /* per-service flags in HELLO */
 #define PROTO_BK_SVC_RETRY_SAFE 0x1 /* a request may be sent again to another worker */
