@@ -29,6 +29,10 @@
 #include <openssl/pem.h>
 
 #define S_MAX_KID 128
+/* inih (ini.c) cuts section names to 49 bytes without a word: a section
+ * that long may have lost its end, so "key " + 44 is the longest kid a
+ * section can carry. Longer kids come from a JWKS. */
+#define S_INI_SECTION_MAX 49
 #define S_MAX_SECRET 4096     /* bytes read from a secret file */
 #define S_MAX_PEM (64 * 1024) /* bytes read from a PEM file */
 #define S_B64_MAX ((WK_JWT_MAX_TOKEN / 4) * 3 + 3)
@@ -736,9 +740,11 @@ s_ini_handler(void *user, const char *section, const char *name, const char *val
     const char *kid = section + 4;
     if (!c->in_key) {
         size_t klen = strlen(kid);
-        if (klen == 0 || klen > S_MAX_KID || strpbrk(kid, " \t")) {
-            s_fail(c, "[%s]: the key's name (its kid) must be 1..%d characters without blanks",
-                   section, S_MAX_KID);
+        if (klen == 0 || strlen(section) >= S_INI_SECTION_MAX || strpbrk(kid, " \t")) {
+            s_fail(c,
+                   "[%s]: the key's name (its kid) must be 1..%d characters without blanks "
+                   "(longer kids: use a JWKS)",
+                   section, S_INI_SECTION_MAX - 5);
             return 0;
         }
         snprintf(c->section, sizeof c->section, "%s", section);

@@ -881,10 +881,29 @@ test_keyfile_refusals(void **st)
     s_expect_refused("[keys]\nalgs = HS256\n", "test.ini:2: [keys]: unknown section", NULL);
     s_expect_refused("algs = HS256\n", "test.ini:1: []: unknown section", NULL);
     s_expect_refused("[key n]\nthis line is junk\n", "test.ini:2: syntax error", NULL);
+    /* inih cuts long section names: a kid that might have lost its end is
+     * refused, the longest one that cannot is taken */
+    char kid[64];
+    memset(kid, 'k', 45);
+    kid[45] = '\0';
+    s_expect_refused(s_fmt("[key %s]\nalgs = HS256\nsecret_file = %s/hs1.secret\n", kid, d),
+                     "must be 1..44 characters", NULL);
+    kid[44] = '\0';
+    char err[512];
+    wk_jwt_keys_t *k44 = s_load_body(
+        err, sizeof err, s_fmt("[key %s]\nalgs = HS256\nsecret_file = %s/hs1.secret\n", kid, d));
+    assert_non_null(k44);
+    char hdr[128];
+    snprintf(hdr, sizeof hdr, "{\"alg\":\"HS256\",\"kid\":\"%s\"}", kid);
+    s_check_keys(k44, t_token(T_HS256, g_fx.secret, sizeof g_fx.secret, hdr, "{\"sub\":\"x\"}"),
+                 NULL, NULL, NULL);
+    wk_jwt_keys_destroy(&k44);
+    /* an indented line continues the previous value (inih): caught */
+    s_expect_refused(s_fmt("[key n]\nalgs = HS256\n  secret_file = %s/hs1.secret\n", d),
+                     "algs given twice", NULL);
     s_expect_refused("; nothing\n", "no keys", NULL);
     s_expect_refused("", "no keys", NULL);
 
-    char err[512];
     assert_null(wk_jwt_keys_load(t_path(&g_fx, "missing.ini"), err, sizeof err));
     assert_non_null(strstr(err, "missing.ini: No such file"));
 }
