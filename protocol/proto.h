@@ -3,7 +3,8 @@
  *
  * protocol/ is the one library that the gateway, the workers and the load
  * tool all link. It is the only code that includes <msgpack.h> and
- * <jansson.h>; everything else speaks these types.
+ * <jansson.h> (but for workers/jwt.c, which parses the JSON inside JWTs);
+ * everything else speaks these types.
  */
 #ifndef WSGATE_PROTO_H
 #define WSGATE_PROTO_H

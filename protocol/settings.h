@@ -10,7 +10,8 @@
  * layer; a higher layer that gives it replaces the lower layer's list. In
  * the environment a repeatable setting takes a comma-separated list.
  *
- * Only this file includes <ini.h> (inih).
+ * Only this file includes <ini.h> (inih), with workers/jwt.c for its key
+ * file.
  */
 #ifndef WSGATE_PROTO_SETTINGS_H
 #define WSGATE_PROTO_SETTINGS_H

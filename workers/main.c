@@ -8,7 +8,9 @@
  * everything freed (the ASan leak check runs on the integration tests).
  */
 #include "actor.h"
+#include "jwt.h"
 #include "link.h"
+#include "svc_auth.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -40,6 +42,10 @@ typedef struct {
     char curve_secret_file[512];
     char curve_server_key[PROTO_Z85_KEY_LEN + 1];
     char curve_secret[PROTO_Z85_KEY_LEN + 1]; /* read from the file */
+    char auth_keys[512];
+    uint32_t auth_leeway_s;
+    char auth_iss[256];
+    char auth_aud[256];
     int verbose;
     bool check_config;
 } wk_opts_t;
@@ -169,6 +175,14 @@ static const proto_setting_t s_settings[] = {
      proto_setting_set_str, proto_setting_show_str, NULL, F(curve_secret_file), 0, 0},
     {"curve-server-key", "Z85", "CURVE: the gateways' public key", s_set_key,
      proto_setting_show_str, NULL, F(curve_server_key), 0, 0},
+    {"auth-keys", "FILE", "auth: the JWT key file (required with the auth service)", s_set_nonempty,
+     proto_setting_show_str, NULL, F(auth_keys), 0, 0},
+    NUM("auth-leeway-s", auth_leeway_s, 0, 3600,
+        "auth: clock skew allowed on exp, nbf and iat, in seconds (30)"),
+    {"auth-iss", "STR", "auth: the issuer tokens must name (not checked)", s_set_nonempty,
+     proto_setting_show_str, NULL, F(auth_iss), 0, 0},
+    {"auth-aud", "STR", "auth: the audience tokens must name (not checked)", s_set_nonempty,
+     proto_setting_show_str, NULL, F(auth_aud), 0, 0},
 };
 
 static const proto_settings_t s_table = {
@@ -180,6 +194,41 @@ static const proto_settings_t s_table = {
     .n = sizeof(s_settings) / sizeof(s_settings[0]),
 };
 
+/* Configures the auth service when it is in --services: its key file is
+ * required and loaded here, so a bad one stops the worker before it
+ * connects, and --check-config checks it. 0 or -1 (message printed). */
+static int
+s_setup_auth(const wk_opts_t *o)
+{
+    bool runs = false;
+    char err[1024];
+
+    for (size_t i = 0; i < o->n_svcs; i++)
+        runs = runs || o->svcs[i] == &wk_svc_auth;
+    if (!runs) {
+        if (o->auth_keys[0] || o->auth_iss[0] || o->auth_aud[0])
+            fprintf(stderr, "wsgate-worker: warning: auth-* settings given, but the auth "
+                            "service is not in --services\n");
+        return 0;
+    }
+    if (!o->auth_keys[0]) {
+        fprintf(stderr, "wsgate-worker: the auth service needs --auth-keys FILE "
+                        "(docs/security.md)\n");
+        return -1;
+    }
+    wk_svc_auth_cfg_t cfg = {
+        .keys_path = o->auth_keys,
+        .leeway_s = o->auth_leeway_s,
+        .iss = o->auth_iss,
+        .aud = o->auth_aud,
+    };
+    if (wk_svc_auth_configure(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "wsgate-worker: auth-keys: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* 0 to run, 1 for --help or a good --check-config, 2 for a usage error
  * (message printed). */
 static int
@@ -190,6 +239,7 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
     o->rt.mailbox_max = WK_DEFAULT_MAILBOX_MAX;
     o->hello_ms = WK_LINK_DEFAULT_HELLO_MS;
     o->drain_ms = WK_DEFAULT_DRAIN_MS;
+    o->auth_leeway_s = WK_JWT_DEFAULT_LEEWAY_S;
     snprintf(o->services, sizeof o->services, "%s", WK_DEFAULT_SERVICES);
 
     int rc = proto_settings_parse(&s_table, o, argc, argv, &o->verbose, &o->check_config);
@@ -223,6 +273,8 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
             fprintf(stderr, "wsgate-worker: warning: %s is readable by others (chmod 600 it)\n",
                     o->curve_secret_file);
     }
+    if (s_setup_auth(o) != 0)
+        return 2;
     if (o->check_config) {
         proto_settings_print(&s_table, o, stdout);
         fprintf(stderr, "wsgate-worker: configuration OK\n");
@@ -317,6 +369,7 @@ out_sfd:
     if (sfd >= 0)
         close(sfd);
 out_opts:
+    wk_svc_auth_unconfigure();
     s_opts_fini(&o);
     return status;
 }

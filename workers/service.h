@@ -98,5 +98,6 @@ int wk_close(wk_actor_t *a, uint32_t origin, uint64_t conn, uint32_t code, const
 /* Built-in services. */
 extern const wk_service_t wk_svc_echo;
 extern const wk_service_t wk_svc_counter;
+extern const wk_service_t wk_svc_auth; /* svc_auth.c; configured by svc_auth.h */
 
 #endif

@@ -14,6 +14,7 @@ tests/load/CMakeLists.txt), the gateway and worker as harness.py finds them.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,24 @@ class LoadSmokeTest(unittest.TestCase):
             [BARE_BIN, "--listen", "127.0.0.1:%d" % cls.bare_port],
             cls.cluster.log_path("bare-echo"),
         )
+        cls.wait_listening(cls.bare, cls.bare_port)
         cls.n = 0
+
+    @staticmethod
+    def wait_listening(proc, port, timeout=15.0):
+        """Waits until proc accepts TCP connections on port: the first test
+        must not race its start-up (under the sanitizers, next to other
+        tests, it can take longer than wsgate-load's first connects)."""
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if not proc.alive() or time.monotonic() > deadline:
+                    raise AssertionError("%s not listening on %d:\n%s"
+                                         % (proc.name, port, proc.tail()))
+                time.sleep(0.05)
 
     @classmethod
     def tearDownClass(cls):
