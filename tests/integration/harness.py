@@ -473,6 +473,13 @@ class RawWS:
         for k, v in (headers or {}).items():
             req += "%s: %s\r\n" % (k, v)
         req += "\r\n"
+        try:
+            self._handshake(req, key)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _handshake(self, req, key):
         self.sock.sendall(req.encode())
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
