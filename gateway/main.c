@@ -65,6 +65,13 @@ main(int argc, char **argv)
         return 1;
     fprintf(stderr, "wsgate: listening on ws://%s:%d/ws, admin http://%s:%d, backend %s\n",
             cfg.listen_host, cfg.listen_port, cfg.admin_host, cfg.admin_port, cfg.backend);
+    if (cfg.auth_required)
+        fprintf(stderr, "wsgate: auth required (service %s)%s\n", cfg.auth_service,
+                cfg.n_raw ? "; raw endpoints anonymous (raw-auth = none)" : "");
+    else
+        fprintf(stderr, "wsgate: auth none: every client is anonymous (development setting)\n");
+    if (!cfg.n_origins)
+        fprintf(stderr, "wsgate: no origin allow-list: browser pages from any site may connect\n");
     gw_run(gw);
     gw_destroy(&gw);
     ev_loop_destroy(loop);
