@@ -150,7 +150,7 @@ s_service_lookup(const wk_runtime_t *rt, proto_span_t name)
 const wk_service_t *
 wk_service_find(const char *name)
 {
-    static const wk_service_t *const builtin[] = {&wk_svc_echo, &wk_svc_counter};
+    static const wk_service_t *const builtin[] = {&wk_svc_echo, &wk_svc_counter, &wk_svc_chan};
     if (!name)
         return NULL;
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {

@@ -135,6 +135,7 @@ int wk_broadcast_pub(wk_actor_t *a, proto_span_t channel, uint32_t kind, uint64_
 int wk_publish(wk_actor_t *a, proto_span_t channel, const void *data, size_t len);
 
 /* Built-in services. */
+extern const wk_service_t wk_svc_chan; /* channels; configured by svc_chan.h */
 extern const wk_service_t wk_svc_echo;
 extern const wk_service_t wk_svc_counter;
 

@@ -1375,6 +1375,7 @@ test_new_rejects(void **state)
 
     assert_ptr_equal(wk_service_find("echo"), &wk_svc_echo);
     assert_ptr_equal(wk_service_find("counter"), &wk_svc_counter);
+    assert_ptr_equal(wk_service_find("chan"), &wk_svc_chan);
     assert_null(wk_service_find("count"));
     assert_null(wk_service_find(NULL));
 }
