@@ -333,7 +333,7 @@ main(int argc, char **argv)
     fprintf(stderr,
             "wsgate-worker %s: rx %llu tx %llu dropped %llu malformed %llu; handled %llu "
             "errors %llu unanswered %llu overloaded %llu passivated %llu live %llu; "
-            "pub %llu pub_dropped %llu published %llu publish_failed %llu\n",
+            "pub %llu pub_dropped %llu publish_ok %llu publish_err %llu\n",
             o.id, (unsigned long long)ls.rx, (unsigned long long)ls.tx,
             (unsigned long long)ls.tx_dropped,
             (unsigned long long)(ls.malformed + ls.bad_version + ls.unexpected),
