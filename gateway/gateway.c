@@ -1369,7 +1369,8 @@ gw_http_publish(gw_t *gw, uint64_t session, const uint8_t *body, size_t len, con
     gw_req_t *req;
     int err, status = 400;
 
-    *why = "expected a JSON object {\"channel\": NAME, \"data\": VALUE}";
+    /* no quotes: ws.c puts it in a JSON string as is */
+    *why = "expected a JSON object with a channel and data";
     proto_buf_init(&m, 0);
     if (proto_json_to_mpk(body, len, &m) != PROTO_OK)
         goto out;

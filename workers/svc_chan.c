@@ -547,6 +547,7 @@ typedef struct {
     uint64_t limit;
     bool presence;
     bool trusted;
+    proto_span_t subs; /* rejoin: [[conn, user, presence], ...]; len 0: absent */
 } chan_req_t;
 
 static bool
@@ -652,6 +653,8 @@ s_parse(proto_span_t payload, chan_req_t *q, const char **why)
             rc = mpk_skip(&r, MPK_MAX_DEPTH, &q->info);
         } else if (s_key_is(k, "data")) {
             rc = mpk_skip(&r, MPK_MAX_DEPTH, &q->data);
+        } else if (s_key_is(k, "subs")) {
+            rc = mpk_skip(&r, MPK_MAX_DEPTH, &q->subs);
         } else {
             rc = mpk_skip(&r, MPK_MAX_DEPTH, NULL);
         }
@@ -914,6 +917,94 @@ s_op_leave(wk_actor_t *a, chan_t *ch, const wk_msg_t *m)
     return wk_reply(a, m, &nil, 1);
 }
 
+/* Drops subscriber s without announcing anything: it did not leave, its
+ * gateway moved it to the channel's new actor (op "drop"). */
+static void
+s_sub_drop_quiet(chan_t *ch, chan_sub_t *s)
+{
+    chan_user_t *u = s->user;
+    if (s->presence)
+        ch->n_presence--;
+    if (!u)
+        ch->n_anon--;
+    s_sub_remove(ch, s);
+    if (u)
+        (void)s_user_release(ch, u);
+}
+
+/* "drop": this channel's actor now lives elsewhere (a worker joined or
+ * left); the gateway that sent it gave its subscribers to the new one.
+ * Forget them all, quietly. The conns are collected first: removal
+ * shifts entries of the open-addressed table. */
+static int
+s_op_drop(wk_actor_t *a, chan_t *ch, const wk_msg_t *m)
+{
+    size_t n = 0;
+    uint64_t *conns = ch->n_subs ? malloc(ch->n_subs * sizeof *conns) : NULL;
+
+    for (size_t i = 0; conns && i < ch->subs_cap; i++)
+        if (ch->subs[i].used && ch->subs[i].origin == m->origin)
+            conns[n++] = ch->subs[i].conn;
+    for (size_t i = 0; i < n; i++) {
+        chan_sub_t *s = s_sub_find(ch, m->origin, conns[i]);
+        if (s)
+            s_sub_drop_quiet(ch, s);
+    }
+    free(conns);
+    if (m->rid == 0)
+        return 0;
+    static const uint8_t nil = 0xc0;
+    return wk_reply(a, m, &nil, 1);
+}
+
+/* "rejoin": a gateway's subscribers of this channel, which an earlier
+ * actor had (this one is new: another epoch). Taken as they are, without
+ * join events: nobody joined, the channel moved. Permissions were checked
+ * when they subscribed. Malformed entries are skipped. */
+static int
+s_op_rejoin(wk_actor_t *a, chan_t *ch, const wk_msg_t *m, const chan_req_t *q)
+{
+    mpk_reader_t r;
+    uint32_t n;
+
+    mpk_reader_init(&r, q->subs.ptr, q->subs.len);
+    if (!q->subs.len || mpk_read_array(&r, &n) != PROTO_OK)
+        return s_error(a, m, "bad_request", "rejoin needs subs");
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k;
+        uint64_t conn;
+        proto_span_t user;
+        mpk_item_t pres;
+        if (mpk_read_array(&r, &k) != PROTO_OK || k != 3 || mpk_read_uint(&r, &conn) != PROTO_OK ||
+            mpk_read_str(&r, &user) != PROTO_OK || mpk_read(&r, &pres) != PROTO_OK ||
+            pres.type != MPK_BOOL)
+            return s_error(a, m, "bad_request", "malformed subs");
+        if (user.len > PROTO_BK_USER_MAX || !proto_utf8_valid(user.ptr, user.len) ||
+            s_sub_find(ch, m->origin, conn) || ch->n_subs >= s_cfg.max_subscribers)
+            continue;
+        bool first;
+        chan_user_t *u = NULL;
+        if (user.len && !(u = s_user_acquire(ch, user, &first)))
+            return s_error(a, m, "internal", "out of memory");
+        chan_sub_t *s = s_sub_add(ch, m->origin, conn);
+        if (!s) {
+            if (u)
+                (void)s_user_release(ch, u);
+            return s_error(a, m, "internal", "out of memory");
+        }
+        s->user = u;
+        s->presence = pres.v.b;
+        if (s->presence)
+            ch->n_presence++;
+        if (!u)
+            ch->n_anon++;
+    }
+    if (m->rid == 0)
+        return 0;
+    static const uint8_t nil = 0xc0;
+    return wk_reply(a, m, &nil, 1);
+}
+
 static int
 s_op_pub(wk_actor_t *a, chan_t *ch, const wk_msg_t *m, const chan_req_t *q, proto_span_t channel)
 {
@@ -1030,6 +1121,10 @@ s_dispatch(wk_actor_t *a, chan_t *ch, const wk_msg_t *m)
         return s_op_presence(a, ch, m, &q, channel);
     if (s_key_is(q.op, "history"))
         return s_op_history(a, ch, m, &q, channel);
+    if (s_key_is(q.op, "drop"))
+        return s_op_drop(a, ch, m);
+    if (s_key_is(q.op, "rejoin"))
+        return s_op_rejoin(a, ch, m, &q);
     return s_error(a, m, "bad_request", "unknown op");
 }
 

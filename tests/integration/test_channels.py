@@ -165,8 +165,10 @@ class ChannelsTest(GatewayTestCase):
         self.assertEqual(rep["op"], "res", rep)
         bob = await self.client("bob", gw=2)
         self.assertEqual((await self.op(bob, "sub", 1, channel="room:p", presence=True))["op"], "res")
-        join = (await self.events(alice, 1, op="join"))[0]
-        self.assertEqual((join["channel"], join["user"]), ("room:p", "bob"))
+        # a subscriber that asked for presence sees its own join first
+        joins = await self.events(alice, 2, op="join")
+        self.assertEqual([(j["channel"], j["user"]) for j in joins],
+                         [("room:p", "alice"), ("room:p", "bob")])
         rep = await self.op(alice, "presence", 2, channel="room:p")
         self.assertEqual(rep["data"]["users"], {"alice": 1, "bob": 1}, rep)
         # bob's second connection: no second join; its leave is not bob's leave
@@ -271,6 +273,44 @@ class ChannelsTest(GatewayTestCase):
         self.assertEqual(m.get("wsgate_http_publish_total", result="unauthorized"), 2)
         self.assertEqual(m.get("wsgate_http_publish_total", result="bad_request"), 2)
         self.assertEqual(m.get("wsgate_http_publish_total", result="ok"), 1)
+
+    async def test_channels_follow_their_actor_when_workers_come_and_go(self):
+        """A worker joining takes some channel actors, one dying gives its
+        back: the gateways re-home their subscribers (drop at the old
+        actor, rejoin at the new one), so presence and fan-out go on."""
+        self.start_two(workers=1)
+        names = ["room:m%d" % i for i in range(12)]
+        alice = await self.client("alice", gw=1)
+        for i, n in enumerate(names):
+            self.assertEqual((await self.op(alice, "sub", 100 + i, channel=n, presence=True))["op"], "res")
+        bob = await self.client("bob", gw=2)
+
+        async def check(stage):
+            for i, n in enumerate(names):
+                rep = await self.op(bob, "presence", 1000 + i, channel=n)
+                self.assertEqual(rep["op"], "res", (stage, n, rep))
+                self.assertEqual(rep["data"]["users"], {"alice": 1}, (stage, n, rep))
+                rep = await self.op(bob, "pub", 2000 + i, channel=n, data=stage)
+                self.assertEqual(rep["op"], "res", (stage, n, rep))
+            got = await self.events(alice, len(names))
+            self.assertEqual(sorted((g["channel"], g["data"]) for g in got),
+                             sorted((n, stage) for n in names))
+
+        await check("one worker")
+        self.start_chan_worker("worker-2")
+        self.cluster.wait_workers(2)
+        self.gw2.wait_workers(2)
+        await asyncio.sleep(0.3)
+        await check("two workers")
+        self.cluster.workers["worker-1"].kill()
+        await self.wait_metric(lambda m: m.get("wsgate_workers") == 1, what="worker-1 forgotten")
+        self.gw2.wait_workers(1)
+        await asyncio.sleep(0.3)
+        await check("worker-1 gone")
+        # no join or leave went out for the moves: alice only ever joined
+        joins = [e for e in alice.__dict__.get("events", []) if e["op"] in ("join", "leave")]
+        self.assertEqual({(e["op"], e["user"]) for e in joins}, {("join", "alice")})
+        self.assertEqual(len(joins), len(names))
 
     async def test_worker_publish_and_the_user_in_requests(self):
         """A worker in Python (the backend protocol only): it sees the

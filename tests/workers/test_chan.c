@@ -1299,6 +1299,85 @@ test_configure(void **state)
     assert_ptr_equal(wk_service_find("chan"), &wk_svc_chan);
 }
 
+/* A channel actor that moved: the old incarnation drops one gateway's
+ * subscribers quietly ("drop"), the new one takes a gateway's list
+ * ("rejoin") without join events; a malformed list is refused. */
+static void
+test_drop_and_rejoin(void **state)
+{
+    (void)state;
+    wk_runtime_t *rt = s_rt_new(0);
+    s_sub(rt, 0, 1, "room:1", "alice", true, 1);
+    s_sub(rt, 1, 2, "room:1", "bob", true, 2);
+    s_sub(rt, 0, 3, "room:1", "", false, 3);
+    s_out_clear();
+
+    proto_buf_t b;
+    proto_buf_init(&b, 0);
+    assert_int_equal(mpk_write_map(&b, 2), 0);
+    assert_int_equal(mpk_write_cstr(&b, "op") || mpk_write_cstr(&b, "drop"), 0);
+    assert_int_equal(mpk_write_cstr(&b, "channel") || mpk_write_cstr(&b, "room:1"), 0);
+    assert_int_equal(s_deliver_raw(rt, 0, 0, 0, "room:1", PROTO_BK_F_GW, NULL,
+                                   proto_buf_payload(&b), b.len),
+                     0);
+    s_drain(rt);
+    assert_int_equal(s_count(OUT_PUB), 0); /* nobody left: they moved */
+    s_gw(rt, 1, 4, 2, "room:1", RQ(.op = "presence", .sub = "*"));
+    proto_span_t rep = s_span(s_reply_for(4));
+    assert_int_equal(s_map_len(s_get(rep, "users")), 1);
+    assert_int_equal(s_uint(s_get(s_get(rep, "users"), "bob")), 1);
+    assert_int_equal(s_uint(s_get(rep, "anonymous")), 0);
+
+    /* gateway 0's list comes back (to what stands for the new actor) */
+    proto_buf_reset(&b);
+    assert_int_equal(mpk_write_map(&b, 3), 0);
+    assert_int_equal(mpk_write_cstr(&b, "op") || mpk_write_cstr(&b, "rejoin"), 0);
+    assert_int_equal(mpk_write_cstr(&b, "channel") || mpk_write_cstr(&b, "room:1"), 0);
+    assert_int_equal(mpk_write_cstr(&b, "subs") || mpk_write_array(&b, 3), 0);
+    assert_int_equal(mpk_write_array(&b, 3) || mpk_write_uint(&b, 1) ||
+                         mpk_write_cstr(&b, "alice") || mpk_write_bool(&b, true),
+                     0);
+    assert_int_equal(mpk_write_array(&b, 3) || mpk_write_uint(&b, 3) || mpk_write_cstr(&b, "") ||
+                         mpk_write_bool(&b, false),
+                     0);
+    /* one it has already (listed twice): skipped, not counted twice */
+    assert_int_equal(mpk_write_array(&b, 3) || mpk_write_uint(&b, 1) ||
+                         mpk_write_cstr(&b, "alice") || mpk_write_bool(&b, true),
+                     0);
+    assert_int_equal(s_deliver_raw(rt, 0, 5, 0, "room:1", PROTO_BK_F_GW, NULL,
+                                   proto_buf_payload(&b), b.len),
+                     0);
+    s_drain(rt);
+    s_reply_for(5);
+    assert_int_equal(s_count(OUT_PUB), 0);
+    s_gw(rt, 1, 6, 2, "room:1", RQ(.op = "presence", .sub = "*"));
+    rep = s_span(s_reply_for(6));
+    assert_int_equal(s_map_len(s_get(rep, "users")), 2);
+    assert_int_equal(s_uint(s_get(s_get(rep, "users"), "alice")), 1);
+    assert_int_equal(s_uint(s_get(s_get(rep, "users"), "bob")), 1);
+    assert_int_equal(s_uint(s_get(rep, "anonymous")), 1);
+    /* and alice's connection gets leave events like any other: her leave */
+    s_gw(rt, 0, 0, 1, "room:1", RQ(.op = "leave"));
+    assert_int_equal(s_count(OUT_PUB), 1);
+    assert_int_equal(s_pub(0)->pub_kind, PROTO_BK_PUB_LEAVE);
+
+    /* a malformed list */
+    proto_buf_reset(&b);
+    assert_int_equal(mpk_write_map(&b, 3), 0);
+    assert_int_equal(mpk_write_cstr(&b, "op") || mpk_write_cstr(&b, "rejoin"), 0);
+    assert_int_equal(mpk_write_cstr(&b, "channel") || mpk_write_cstr(&b, "room:1"), 0);
+    assert_int_equal(mpk_write_cstr(&b, "subs") || mpk_write_array(&b, 1) ||
+                         mpk_write_array(&b, 2) || mpk_write_uint(&b, 7) || mpk_write_uint(&b, 7),
+                     0);
+    assert_int_equal(s_deliver_raw(rt, 0, 7, 0, "room:1", PROTO_BK_F_GW, NULL,
+                                   proto_buf_payload(&b), b.len),
+                     0);
+    s_drain(rt);
+    s_expect_error(7, "bad_request");
+    proto_buf_fini(&b);
+    wk_runtime_destroy(&rt);
+}
+
 int
 main(void)
 {
@@ -1321,6 +1400,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_malformed, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_user_from_header, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_configure, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_drop_and_rejoin, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("workers.chan", tests, NULL, NULL);
 }
