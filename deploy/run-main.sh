@@ -87,8 +87,13 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 
-start worker-1 "$WORKER" --gateway "$BACKEND" --id worker-1
-start worker-2 "$WORKER" --gateway "$BACKEND" --id worker-2
+# Development settings: auth none on the gateway, and channels under room:
+# and public: open to everyone (--chan-public). Production runs auth =
+# required with an auth service and keys (docs/security.md).
+for i in 1 2; do
+    start worker-$i "$WORKER" --gateway "$BACKEND" --id worker-$i \
+        --services echo,counter,chan --chan-public 'room:*,public:*'
+done
 
 cat >&2 <<EOF
 run-main: wsgate is up
@@ -100,6 +105,9 @@ run-main: wsgate is up
   pids       $(for p in "${!NAMES[@]}"; do printf '%s=%s ' "${NAMES[$p]}" "$p"; done)
   try        python3 -m websockets ws://$LISTEN/ws
              then paste {"id":1,"svc":"echo","data":"hello"}
+             channels   {"op":"sub","id":2,"channel":"room:1","presence":true}
+                        {"op":"pub","id":3,"channel":"room:1","data":"hi"}
+  auth       none (development); see docs/security.md for auth = required
   stop       Ctrl-C
 EOF
 

@@ -186,6 +186,10 @@ s_admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *
     gw_t *gw = lws_context_user(lws_get_context(wsi));
     s_admin_t *a = user;
 
+    /* lws allocates the session data with the HTTP transaction: a
+     * connection that closes before sending a request has none. */
+    if (!a)
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     switch (reason) {
     case LWS_CALLBACK_HTTP:
         memset(a, 0, sizeof(*a));

@@ -28,6 +28,21 @@ class ReadyzTest(GatewayTestCase):
         self.assertEqual(self.readyz(), (200, "ready\n"))
         self.assertEqual(self.cluster.http_get("/healthz"), (200, "ok\n"))
 
+    async def test_admin_connections_that_send_nothing_or_garbage(self):
+        """A port probe (connect, close: what run-main.sh and load
+        balancers do), a half request and bytes that are not HTTP must not
+        harm the admin listener (this once crashed the gateway)."""
+        import socket
+        self.cluster.start_gateway()
+        for payload in (b"", b"GET /metr", b"\x00\xff\x16\x03\x01garbage\r\n\r\n",
+                        b"POST /publish HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"):
+            s = socket.create_connection(("127.0.0.1", self.cluster.admin_port), timeout=5)
+            if payload:
+                s.sendall(payload)
+            s.close()
+        self.assertEqual(self.cluster.http_get("/healthz"), (200, "ok\n"))
+        self.assertTrue(self.cluster.gateway.alive())
+
 
 class MetricsTest(GatewayTestCase):
     async def asyncSetUp(self):
