@@ -95,7 +95,9 @@ class ChannelsTest(GatewayTestCase):
         return got
 
     async def test_fanout_over_two_gateways_in_order(self):
-        self.start_two()
+        # issue 4's "two gateways, three workers: publications and
+        # requests work through both"
+        self.start_two(workers=3)
         subs = []
         for i in range(40):
             c = await self.client("u%d" % i, gw=1 + i % 2, enc="json" if i % 3 else "msgpack")
@@ -120,6 +122,20 @@ class ChannelsTest(GatewayTestCase):
             self.assertEqual({g["channel"] for g in got}, {"room:1"})
         total = self.cluster.metric("wsgate_deliveries_total") + self.gw2.metric("wsgate_deliveries_total")
         self.assertEqual(total, 40 * 5)
+        # requests through both gateways reach all three workers' actors
+        for s in subs[:6]:
+            for k in range(5):
+                rep = await s.call("echo", k, key="k%d" % k)
+                self.assertEqual(rep["op"], "res", rep)
+        m1, m2 = self.cluster.metrics(), self.gw2.metrics()
+        per_worker = {}
+        for m in (m1, m2):
+            for (name, labels), v in m.samples.items():
+                if name == "wsgate_worker_requests_total":
+                    w = dict(labels)["worker"]
+                    per_worker[w] = per_worker.get(w, 0) + v
+        self.assertEqual(set(per_worker), {"worker-1", "worker-2", "worker-3"}, per_worker)
+        self.assertTrue(all(v > 0 for v in per_worker.values()), per_worker)
 
     async def test_permissions_come_from_the_token(self):
         self.start_two()
