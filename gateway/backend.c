@@ -596,10 +596,10 @@ s_curve_setup(gw_backend_t *b, const gw_config_t *cfg)
         return -1;
     }
     if (world)
-        fprintf(stderr, "wsgate: warning: %s is readable by others (chmod 600 it)\n",
+        gw_log(GW_LOG_WARN, "%s is readable by others (chmod 600 it)",
                 cfg->curve_secret_file);
     if (z->n_keys == 0)
-        fprintf(stderr, "wsgate: warning: %s lists no worker keys: every worker is refused\n",
+        gw_log(GW_LOG_WARN, "%s lists no worker keys: every worker is refused",
                 cfg->curve_allow_file);
     if (zmq_curve_public(public, secret) != 0) {
         fprintf(stderr, "wsgate: %s: not a CURVE secret key\n", cfg->curve_secret_file);
@@ -624,7 +624,7 @@ s_curve_setup(gw_backend_t *b, const gw_config_t *cfg)
         return -1;
     }
     z->started = true;
-    fprintf(stderr, "wsgate: CURVE on, server public key %s, %zu worker keys allowed\n", public,
+    gw_log(GW_LOG_INFO, "CURVE on, server public key %s, %zu worker keys allowed", public,
             z->n_keys);
     return 0;
 }
@@ -758,6 +758,14 @@ gw_backend_route(gw_backend_t *b, proto_span_t svc, proto_span_t key, bool *retr
         return i < 0 ? -1 : s->slots[i];
     }
     return -1;
+}
+
+const char *
+gw_backend_worker_id(const gw_backend_t *b, int worker)
+{
+    if (worker < 0 || worker >= GW_MAX_WORKERS || !b->workers[worker].live)
+        return "-";
+    return b->workers[worker].id;
 }
 
 uint64_t

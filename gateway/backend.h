@@ -49,6 +49,8 @@ unsigned gw_backend_live(gw_backend_t *b);
 /* The routing seed of the live worker in slot `worker` (a hash of its id,
  * stable across reconnects), or 0 when the slot holds no live worker. */
 uint64_t gw_backend_seed(const gw_backend_t *b, int worker);
+/* The id a live worker gave in HELLO, or "-" (for logs). */
+const char *gw_backend_worker_id(const gw_backend_t *b, int worker);
 
 /* True if a live, non-draining worker offers svc. */
 bool gw_backend_offers(gw_backend_t *b, proto_span_t svc);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "../protocol/envelope.h"
+#include "../protocol/log.h"
 #include "../protocol/settings.h"
 
 void
@@ -37,6 +38,7 @@ gw_config_defaults(gw_config_t *cfg)
     snprintf(cfg->channel_service, sizeof(cfg->channel_service), "chan");
     cfg->max_subs = 64;
     cfg->max_channel_len = 128;
+    snprintf(cfg->log_format, sizeof(cfg->log_format), "text");
 }
 
 static int
@@ -257,6 +259,19 @@ gw_config_origin_ok(const gw_config_t *cfg, const char *origin)
     return false;
 }
 
+static int
+s_set_log_format(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    bool json;
+
+    if (proto_log_format_parse(val, &json)) {
+        snprintf(err, errsz, "expected text or json, got '%s'", val);
+        return -1;
+    }
+    ((gw_config_t *)obj)->log_json = json;
+    return proto_setting_set_str(obj, s, val, err, errsz);
+}
+
 #define F(field) offsetof(gw_config_t, field), 0, sizeof(((gw_config_t *)0)->field)
 #define NUM(name, field, max, help)                                                                \
     {                                                                                              \
@@ -320,6 +335,8 @@ static const proto_setting_t s_settings[] = {
     NUM("max-channel-len", max_channel_len, PROTO_CHANNEL_MAX, "bytes in a channel name (128)"),
     STR("api-key-file", "FILE", api_key_file,
         "admin listener: POST /publish needs this key as a bearer token (off)"),
+    {"log-format", "FORMAT", "text, or json: one object per line (text)", s_set_log_format,
+     proto_setting_show_str, NULL, F(log_format), 0, 0},
 };
 
 static const proto_settings_t s_table = {

@@ -62,6 +62,8 @@ typedef struct {
     uint32_t max_channel_len;      /* bytes in a channel name */
     char api_key_file[512];        /* admin POST /publish; empty: publishing over HTTP is off */
     char api_key[GW_API_KEY_MAX + 1]; /* read from api_key_file */
+    char log_format[8];    /* "text" or "json" */
+    bool log_json;         /* derived */
     int verbose;
     bool check_config; /* --check-config: validate, print, exit */
 } gw_config_t;

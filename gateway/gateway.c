@@ -635,6 +635,10 @@ s_req_send(gw_t *gw, gw_req_kind_t kind, uint64_t conn, const proto_id_t *id, pr
     gw->next_rid++;
     gw->m.requests++;
     s_req_wlink(gw, r, w);
+    if (proto_log_on(GW_LOG_DEBUG))
+        proto_log_req(GW_LOG_DEBUG, gw->cfg.id, r->rid, "sent: conn %" PRIu64 " svc %.*s worker %s",
+                      conn, (int)svc.len, (const char *)svc.ptr,
+                      gw_backend_worker_id(gw->backend, w));
     if (retry_safe) {
         /* Kept so it can go to another worker if this one dies. */
         r->retry = malloc(gw->hdr.len + payload.len + 1);
@@ -688,6 +692,9 @@ s_req_fail(gw_t *gw, gw_req_t *r, proto_err_t code, const char *text)
     gw_conn_t *c;
     gw_sub_t *sub;
     const char *name = proto_err_name(code);
+
+    gw_log_limited(GW_LOG_INFO, "request %s:%" PRIu64 " settled by the gateway: %s", gw->cfg.id,
+                   r->rid, name);
 
     switch (r->kind) {
     case GW_REQ_HTTP_PUB:
@@ -1747,6 +1754,11 @@ s_on_reply(gw_t *gw, const proto_bk_t *hdr, proto_span_t payload)
     }
     s_req_unlink(gw, r);
     gw_hist_observe(&gw->m.request, ev_now(gw->loop) - r->sent_at);
+    if (proto_log_on(GW_LOG_DEBUG))
+        proto_log_req(GW_LOG_DEBUG, gw->cfg.id, r->rid, "answered: %.*s in %.3f ms",
+                      hdr->type == PROTO_BK_REPLY ? 2 : (int)hdr->code.len,
+                      hdr->type == PROTO_BK_REPLY ? "ok" : (const char *)hdr->code.ptr,
+                      (ev_now(gw->loop) - r->sent_at) * 1000.0);
     switch (r->kind) {
     case GW_REQ_HTTP_PUB:
         s_on_http_pub(gw, r, hdr, payload);
@@ -2024,7 +2036,10 @@ gw_new(const gw_config_t *cfg, void *ev_loop)
     /* before the backend exists: it may report membership at any time */
     ev_init(&gw->rehome_timer, s_rehome_cb);
     gw->rehome_timer.data = gw;
-    gw->next_conn_id = 1;
+    /* Connection ids start from the wall clock (ms << 12): a restarted
+     * gateway never reuses the ids its predecessor handed out, which
+     * channel actors may still hold (docs/backend-protocol.md). */
+    gw->next_conn_id = ((uint64_t)(ev_time() * 1000.0) << 12) + 1;
     gw->next_rid = 1;
     proto_buf_init(&gw->scratch, 0);
     proto_buf_init(&gw->hdr, 0);

@@ -51,7 +51,8 @@ main(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     if (cfg.check_config)
         return s_check(&cfg);
-    gw_log_set_level(GW_LOG_WARN + cfg.verbose);
+    proto_log_init("wsgate", cfg.log_json, GW_LOG_INFO + cfg.verbose);
+    proto_log_set_id(cfg.id);
     signal(SIGPIPE, SIG_IGN);
 
     /* epoll: lws's default poll() scans every socket on every wake-up. */
@@ -63,18 +64,18 @@ main(int argc, char **argv)
     gw = gw_new(&cfg, loop);
     if (!gw)
         return 1;
-    fprintf(stderr, "wsgate: listening on ws://%s:%d/ws, admin http://%s:%d, backend %s\n",
-            cfg.listen_host, cfg.listen_port, cfg.admin_host, cfg.admin_port, cfg.backend);
+    gw_log(GW_LOG_INFO, "listening on ws://%s:%d/ws, admin http://%s:%d, backend %s",
+           cfg.listen_host, cfg.listen_port, cfg.admin_host, cfg.admin_port, cfg.backend);
     if (cfg.auth_required)
-        fprintf(stderr, "wsgate: auth required (service %s)%s\n", cfg.auth_service,
-                cfg.n_raw ? "; raw endpoints anonymous (raw-auth = none)" : "");
+        gw_log(GW_LOG_INFO, "auth required (service %s)%s", cfg.auth_service,
+               cfg.n_raw ? "; raw endpoints anonymous (raw-auth = none)" : "");
     else
-        fprintf(stderr, "wsgate: auth none: every client is anonymous (development setting)\n");
+        gw_log(GW_LOG_WARN, "auth none: every client is anonymous (development setting)");
     if (!cfg.n_origins)
-        fprintf(stderr, "wsgate: no origin allow-list: browser pages from any site may connect\n");
+        gw_log(GW_LOG_WARN, "no origin allow-list: browser pages from any site may connect");
     gw_run(gw);
     gw_destroy(&gw);
     ev_loop_destroy(loop);
-    fprintf(stderr, "wsgate: stopped\n");
+    gw_log(GW_LOG_INFO, "stopped");
     return 0;
 }

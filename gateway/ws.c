@@ -500,11 +500,16 @@ gw_ws_close_soon(void *wsi, int secs)
         lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, secs);
 }
 
+/* lws's lines through our log, so JSON output stays one object a line. */
 static void
 s_lws_log(int level, const char *line)
 {
-    (void)level;
-    fprintf(stderr, "wsgate: lws: %s", line);
+    size_t n = strlen(line);
+
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    gw_log(level & LLL_ERR ? GW_LOG_ERR : level & LLL_WARN ? GW_LOG_WARN : GW_LOG_DEBUG,
+           "lws: %.*s", (int)n, line);
 }
 
 gw_ws_t *

@@ -22,6 +22,8 @@
 
 #include <zmq.h>
 
+#include "../protocol/log.h"
+
 /* Messages read from one gateway per loop turn: enough to amortise the
  * poll, few enough that a flooding gateway cannot starve the others, the
  * HELLO timer and passivation. */
@@ -36,6 +38,7 @@ typedef struct {
     char *endpoint;
     bool drain_acked;      /* DRAINING received: nothing more will come from it */
     uint64_t last_welcome; /* ms; WELCOME answers each HELLO of a live gateway */
+    char gw_id[PROTO_BK_WORKER_ID_MAX + 1]; /* from WELCOME: request ids in logs */
 } wk_gateway_t;
 
 struct wk_link {
@@ -67,8 +70,8 @@ static void __attribute__((format(printf, 2, 3))) s_log_limited(wk_link_t *l, co
     uint64_t window = s_now_ms() / 1000u;
     if (window != l->log_window) {
         if (l->log_suppressed)
-            fprintf(stderr, "wsgate-worker: %llu log lines suppressed\n",
-                    (unsigned long long)l->log_suppressed);
+            proto_log(PROTO_LOG_WARN, "%llu log lines suppressed",
+                      (unsigned long long)l->log_suppressed);
         l->log_window = window;
         l->log_lines = 0;
         l->log_suppressed = 0;
@@ -78,12 +81,12 @@ static void __attribute__((format(printf, 2, 3))) s_log_limited(wk_link_t *l, co
         return;
     }
     l->log_lines++;
+    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    fputs("wsgate-worker: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    proto_log(PROTO_LOG_WARN, "%s", line);
 }
 
 /* --- setup ------------------------------------------------------------- */
@@ -242,6 +245,8 @@ static int
 s_out_reply(void *ctx, uint32_t origin, uint64_t rid, const void *data, size_t len)
 {
     wk_link_t *l = ctx;
+    if (proto_log_on(PROTO_LOG_DEBUG) && origin < l->n_gw)
+        proto_log_req(PROTO_LOG_DEBUG, l->gw[origin].gw_id, rid, "answered: ok");
     proto_buf_reset(&l->scratch);
     if (proto_bk_encode_reply(&l->scratch, rid) != 0) {
         l->st.tx_dropped++;
@@ -254,6 +259,9 @@ static int
 s_out_error(void *ctx, uint32_t origin, uint64_t rid, proto_span_t code, proto_span_t msg)
 {
     wk_link_t *l = ctx;
+    if (proto_log_on(PROTO_LOG_DEBUG) && origin < l->n_gw)
+        proto_log_req(PROTO_LOG_DEBUG, l->gw[origin].gw_id, rid, "answered: %.*s", (int)code.len,
+                      (const char *)code.ptr);
     proto_buf_reset(&l->scratch);
     if (proto_bk_encode_error(&l->scratch, rid, code, msg) != 0) {
         l->st.tx_dropped++;
@@ -382,6 +390,12 @@ s_dispatch(wk_link_t *l, uint32_t origin, wk_runtime_t *rt, zmq_msg_t *hdr_frame
 
     switch (hdr.type) {
     case PROTO_BK_REQ:
+        if (hdr.rid && proto_log_on(PROTO_LOG_DEBUG))
+            proto_log_req(PROTO_LOG_DEBUG, l->gw[origin].gw_id, hdr.rid,
+                          "received: svc %.*s key %.*s user %.*s", (int)hdr.svc.len,
+                          (const char *)hdr.svc.ptr, (int)hdr.key.len, (const char *)hdr.key.ptr,
+                          (int)hdr.user.len, (const char *)hdr.user.ptr);
+        /* fall through */
     case PROTO_BK_OPEN:
     case PROTO_BK_CLOSED:
         /* A REQ without its payload frame is taken as empty data. */
@@ -404,14 +418,14 @@ s_dispatch(wk_link_t *l, uint32_t origin, wk_runtime_t *rt, zmq_msg_t *hdr_frame
         break;
     case PROTO_BK_DRAINING:
         l->gw[origin].drain_acked = true;
-        if (l->verbose)
-            fprintf(stderr, "wsgate-worker: gateway %s: drain acknowledged\n", ep);
+        proto_log(PROTO_LOG_DEBUG, "gateway %s: drain acknowledged", ep);
         break;
     case PROTO_BK_WELCOME:
         l->st.welcome++;
         l->gw[origin].last_welcome = s_now_ms();
-        if (l->verbose)
-            fprintf(stderr, "wsgate-worker: gateway %s: welcome from %.*s\n", ep, (int)hdr.id.len,
+        snprintf(l->gw[origin].gw_id, sizeof l->gw[origin].gw_id, "%.*s", (int)hdr.id.len,
+                 (const char *)hdr.id.ptr);
+        proto_log(PROTO_LOG_DEBUG, "gateway %s: welcome from %.*s", ep, (int)hdr.id.len,
                     (const char *)hdr.id.ptr);
         break;
     default:
@@ -435,7 +449,7 @@ s_read(wk_link_t *l, uint32_t origin, wk_runtime_t *rt)
             zmq_msg_close(&hdr_frame);
             if (e == EAGAIN || e == EINTR)
                 return 0;
-            fprintf(stderr, "wsgate-worker: gateway %s: receive: %s\n", l->gw[origin].endpoint,
+            proto_log(PROTO_LOG_ERR, "gateway %s: receive: %s", l->gw[origin].endpoint,
                     zmq_strerror(e));
             return -1;
         }
@@ -576,7 +590,7 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
         if (zmq_poll(items, (int)n_items, timeout) < 0) {
             if (errno == EINTR)
                 continue;
-            fprintf(stderr, "wsgate-worker: zmq_poll: %s\n", zmq_strerror(errno));
+            proto_log(PROTO_LOG_ERR, "zmq_poll: %s", zmq_strerror(errno));
             goto out_free_items;
         }
         if (stop_fd >= 0 && (items[l->n_gw].revents & ZMQ_POLLIN)) {
@@ -590,7 +604,7 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
             if (read(stop_fd, sink, sizeof sink) < 0) {
                 /* nothing to consume: the fd is only a wake-up */
             }
-            fprintf(stderr, "wsgate-worker %s: draining\n", l->worker_id);
+            proto_log(PROTO_LOG_INFO, "draining");
             s_send_bare(l, PROTO_BK_DRAIN);
             drain_until = s_now_ms() + l->drain_ms;
             continue;

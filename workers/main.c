@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "../protocol/keyfile.h"
+#include "../protocol/log.h"
 #include "../protocol/settings.h"
 
 #define WK_DEFAULT_GATEWAY "tcp://127.0.0.1:7001"
@@ -49,6 +50,7 @@ typedef struct {
     uint32_t auth_leeway_s;
     char auth_iss[256];
     char auth_aud[256];
+    char log_format[8];
     int verbose;
     bool check_config;
 } wk_opts_t;
@@ -169,6 +171,17 @@ s_set_key(void *obj, const proto_setting_t *s, const char *val, char *err, size_
 
 /* Every worker setting, once: flag, file key ([worker]) and environment
  * variable (WSGATE_WORKER_<NAME>). */
+static int
+s_set_log_format(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    bool json;
+    if (proto_log_format_parse(val, &json) != 0) {
+        snprintf(err, errsz, "expected text or json, got '%s'", val);
+        return -1;
+    }
+    return proto_setting_set_str(obj, s, val, err, errsz);
+}
+
 static const proto_setting_t s_settings[] = {
     {"gateway", "ENDPOINT", "gateway backend endpoint, repeatable (" WK_DEFAULT_GATEWAY ")",
      s_set_gateway, s_show_gateway, s_reset_gateway, 0, 0, 0, 0, 0},
@@ -206,6 +219,8 @@ static const proto_setting_t s_settings[] = {
      proto_setting_show_str, NULL, F(auth_iss), 0, 0},
     {"auth-aud", "STR", "auth: the audience tokens must name (not checked)", s_set_nonempty,
      proto_setting_show_str, NULL, F(auth_aud), 0, 0},
+    {"log-format", "FORMAT", "text, or json: one object per line (text)", s_set_log_format,
+     proto_setting_show_str, NULL, F(log_format), 0, 0},
 };
 
 static const proto_settings_t s_table = {
@@ -265,6 +280,7 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
     o->drain_ms = WK_DEFAULT_DRAIN_MS;
     o->auth_leeway_s = WK_JWT_DEFAULT_LEEWAY_S;
     snprintf(o->services, sizeof o->services, "%s", WK_DEFAULT_SERVICES);
+    snprintf(o->log_format, sizeof o->log_format, "text");
 
     int rc = proto_settings_parse(&s_table, o, argc, argv, &o->verbose, &o->check_config);
     if (rc != 0)
@@ -329,6 +345,12 @@ main(int argc, char **argv)
         status = prc == 1 ? 0 : 2;
         goto out_opts;
     }
+    {
+        bool json = false;
+        (void)proto_log_format_parse(o.log_format, &json);
+        proto_log_init("wsgate-worker", json, PROTO_LOG_INFO + o.verbose);
+        proto_log_set_id(o.id);
+    }
 
     /* Blocked before ZeroMQ starts its threads, which inherit the mask, so
      * the signals reach nobody but the signalfd. */
@@ -363,18 +385,22 @@ main(int argc, char **argv)
         goto out_link;
     }
 
-    fprintf(stderr, "wsgate-worker %s: services %s; gateways ", o.id, o.services);
-    for (size_t i = 0; i < o.n_gateways; i++)
-        fprintf(stderr, "%s%s", i ? "," : "", o.gateways[i]);
-    fputc('\n', stderr);
+    {
+        char gws[1024];
+        size_t off = 0;
+        for (size_t i = 0; i < o.n_gateways && off < sizeof gws; i++)
+            off += (size_t)snprintf(gws + off, sizeof gws - off, "%s%s", i ? "," : "",
+                                    o.gateways[i]);
+        proto_log(PROTO_LOG_INFO, "services %s; gateways %s", o.services, gws);
+    }
 
     if (wk_link_run(link, rt, sfd) == 0) {
         struct signalfd_siginfo si;
         /* With a drain the link has read the first signal itself. */
         if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
-            fprintf(stderr, "wsgate-worker %s: %s, exiting\n", o.id, strsignal((int)si.ssi_signo));
+            proto_log(PROTO_LOG_INFO, "%s, exiting", strsignal((int)si.ssi_signo));
         else
-            fprintf(stderr, "wsgate-worker %s: drained, exiting\n", o.id);
+            proto_log(PROTO_LOG_INFO, "drained, exiting");
         status = 0;
     }
 
@@ -382,11 +408,11 @@ main(int argc, char **argv)
     wk_link_stats_t ls;
     wk_runtime_stats(rt, &rs);
     wk_link_stats(link, &ls);
-    fprintf(stderr,
-            "wsgate-worker %s: rx %llu tx %llu dropped %llu malformed %llu; handled %llu "
-            "errors %llu unanswered %llu overloaded %llu passivated %llu live %llu; "
-            "pub %llu pub_dropped %llu publish_ok %llu publish_err %llu\n",
-            o.id, (unsigned long long)ls.rx, (unsigned long long)ls.tx,
+    proto_log(PROTO_LOG_INFO,
+              "rx %llu tx %llu dropped %llu malformed %llu; handled %llu "
+              "errors %llu unanswered %llu overloaded %llu passivated %llu live %llu; "
+              "pub %llu pub_dropped %llu publish_ok %llu publish_err %llu",
+              (unsigned long long)ls.rx, (unsigned long long)ls.tx,
             (unsigned long long)ls.tx_dropped,
             (unsigned long long)(ls.malformed + ls.bad_version + ls.unexpected),
             (unsigned long long)rs.handled, (unsigned long long)rs.errors,

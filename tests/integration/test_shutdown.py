@@ -93,7 +93,7 @@ class ShutdownTest(GatewayTestCase):
     async def test_ready_line_and_healthz(self):
         with open(self.cluster.gateway.log_path, "rb") as f:
             log = f.read().decode("utf-8", "replace")
-        want = "wsgate: listening on ws://127.0.0.1:%d/ws, admin http://127.0.0.1:%d, backend %s" % (
+        want = "wsgate: info: listening on ws://127.0.0.1:%d/ws, admin http://127.0.0.1:%d, backend %s" % (
             self.cluster.port, self.cluster.admin_port, self.cluster.backend)
         self.assertIn(want, log)
         status, _ = self.cluster.http_get("/healthz")
