@@ -62,6 +62,7 @@ struct wk_actor {
     void *state;
     bool started;
     bool pinned;
+    uint16_t svc_idx; /* into rt->svcs, for the per-service counters */
     wk_sched_t sched;
     wk_mail_t *mb_head;
     wk_mail_t *mb_tail;
@@ -78,6 +79,7 @@ struct wk_runtime {
     wk_runtime_cfg_t cfg;
     const wk_service_t **svcs; /* owned array of borrowed services */
     size_t *svc_name_len;
+    wk_svc_stats_t *svc_st; /* per service, same order */
     size_t n_svcs;
     const wk_out_t *out;
     void *out_ctx;
@@ -420,8 +422,9 @@ wk_runtime_new(const wk_runtime_cfg_t *cfg, const wk_service_t *const *svcs, siz
     if (!rt->svcs)
         goto out_free_rt;
     rt->svc_name_len = calloc(n_svcs, sizeof *rt->svc_name_len);
-    if (!rt->svc_name_len)
-        goto out_free_svcs;
+    rt->svc_st = calloc(n_svcs, sizeof *rt->svc_st);
+    if (!rt->svc_name_len || !rt->svc_st)
+        goto out_free_names;
     for (size_t i = 0; i < n_svcs; i++) {
         rt->svcs[i] = svcs[i];
         rt->svc_name_len[i] = strlen(svcs[i]->name);
@@ -436,7 +439,7 @@ wk_runtime_new(const wk_runtime_cfg_t *cfg, const wk_service_t *const *svcs, siz
 
 out_free_names:
     free(rt->svc_name_len);
-out_free_svcs:
+    free(rt->svc_st);
     free(rt->svcs);
 out_free_rt:
     free(rt);
@@ -459,6 +462,7 @@ wk_runtime_destroy(wk_runtime_t **rt_p)
     }
     free(rt->slots);
     free(rt->svc_name_len);
+    free(rt->svc_st);
     free(rt->svcs);
     free(rt);
     *rt_p = NULL;
@@ -538,6 +542,8 @@ wk_runtime_deliver(wk_runtime_t *rt, uint32_t origin, const proto_bk_t *hdr, con
 
     if (!a) {
         a = s_actor_new(rt, svc, rt->svc_name_len[si], hash, hdr->key);
+        if (a)
+            a->svc_idx = (uint16_t)si;
         if (!a)
             goto out_free_mail;
         if (s_table_insert(rt, a) != 0)
@@ -620,10 +626,13 @@ s_actor_turn(wk_runtime_t *rt, wk_actor_t *a, const wk_mail_t *mail)
         }
     }
     rt->st.handled++;
+    wk_svc_stats_t *ss = &rt->svc_st[a->svc_idx];
+    ss->handled++;
 
     /* service.h promises the client exactly one reply per request. */
     if (m.kind == WK_MSG_REQ && m.rid != 0 && !rt->cur_answered) {
         rt->st.unanswered++;
+        ss->unanswered++;
         s_out_error(rt, m.origin, m.rid, PROTO_ERR_INTERNAL, why);
     }
     rt->cur_actor = NULL;
@@ -705,6 +714,12 @@ wk_runtime_services(const wk_runtime_t *rt, size_t *n)
     return rt->svcs;
 }
 
+const wk_svc_stats_t *
+wk_runtime_svc_stats(const wk_runtime_t *rt, size_t i)
+{
+    return i < rt->n_svcs ? &rt->svc_st[i] : NULL;
+}
+
 void
 wk_runtime_stats(const wk_runtime_t *rt, wk_stats_t *out)
 {
@@ -770,6 +785,7 @@ wk_reply(wk_actor_t *a, const wk_msg_t *m, const void *data, size_t len)
     /* Answered even if the output drops it: the gateway times it out, and
      * a second answer would break exactly-one-reply. */
     rt->cur_answered = true;
+    rt->svc_st[a->svc_idx].replied++;
     if (rt->out->reply_fn(rt->out_ctx, m->origin, m->rid, data, len) != 0) {
         rt->st.out_dropped++;
         return -1;
@@ -791,6 +807,7 @@ wk_error(wk_actor_t *a, const wk_msg_t *m, const char *code, const char *text)
     if (!proto_utf8_valid((const uint8_t *)text, text_len))
         text_len = 0; /* clients decode it as a string */
     rt->cur_answered = true;
+    rt->svc_st[a->svc_idx].errored++;
     if (rt->out->error_fn(rt->out_ctx, m->origin, m->rid, proto_span(code, strlen(code)),
                           proto_span(text, text_len)) != 0) {
         rt->st.out_dropped++;

@@ -145,4 +145,15 @@ const wk_service_t *wk_service_find(const char *name);
 
 void wk_runtime_stats(const wk_runtime_t *rt, wk_stats_t *out);
 
+/* Per service (same order as wk_runtime_services()), since wk_runtime_new. */
+typedef struct {
+    uint64_t handled;    /* messages given to a behaviour */
+    uint64_t replied;    /* requests answered with a result */
+    uint64_t errored;    /* requests answered with an error by the service */
+    uint64_t unanswered; /* requests the runtime answered `internal` */
+} wk_svc_stats_t;
+
+/* NULL for an index past the services. */
+const wk_svc_stats_t *wk_runtime_svc_stats(const wk_runtime_t *rt, size_t i);
+
 #endif

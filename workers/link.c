@@ -23,6 +23,7 @@
 #include <zmq.h>
 
 #include "../protocol/log.h"
+#include "metrics.h"
 
 /* Messages read from one gateway per loop turn: enough to amortise the
  * poll, few enough that a flooding gateway cannot starve the others, the
@@ -51,6 +52,7 @@ struct wk_link {
     bool verbose;
     proto_buf_t scratch; /* output headers, reused */
     wk_link_stats_t st;
+    wk_metrics_t *metrics; /* NULL: no --metrics */
     /* rate limit for log lines about the network's input */
     uint64_t log_window;
     unsigned log_lines;
@@ -112,6 +114,10 @@ wk_link_new(const wk_link_cfg_t *cfg)
     l->hello_ms = cfg->hello_ms ? cfg->hello_ms : WK_LINK_DEFAULT_HELLO_MS;
     l->drain_ms = cfg->drain_ms;
     l->verbose = cfg->verbose;
+    if (cfg->metrics_listen && !(l->metrics = wk_metrics_new(cfg->metrics_listen))) {
+        free(l);
+        return NULL;
+    }
     proto_buf_init(&l->scratch, 0);
     l->worker_id = strdup(cfg->worker_id);
     l->gw = calloc(cfg->n_endpoints, sizeof *l->gw);
@@ -192,6 +198,7 @@ wk_link_destroy(wk_link_t **link_p)
     if (!link_p || !*link_p)
         return;
     wk_link_t *l = *link_p;
+    wk_metrics_destroy(&l->metrics);
     for (size_t i = 0; i < l->n_gw; i++) {
         if (l->gw[i].sock)
             zmq_close(l->gw[i].sock);
@@ -551,8 +558,9 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
         fprintf(stderr, "wsgate-worker: cannot encode HELLO\n");
         goto out_free_hello;
     }
-    size_t n_items = l->n_gw + (stop_fd >= 0 ? 1 : 0);
-    zmq_pollitem_t *items = calloc(n_items, sizeof *items);
+    size_t n_fixed = l->n_gw + (stop_fd >= 0 ? 1 : 0);
+    size_t n_items = n_fixed;
+    zmq_pollitem_t *items = calloc(n_fixed + 1 + WK_METRICS_CLIENTS, sizeof *items);
     if (!items) {
         fprintf(stderr, "wsgate-worker: out of memory\n");
         goto out_free_hello;
@@ -587,6 +595,17 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
             deadline = drain_until;
         long timeout = deadline > now ? (long)(deadline - now) : 0;
 
+        n_items = n_fixed;
+        if (l->metrics) {
+            int fds[1 + WK_METRICS_CLIENTS];
+            size_t nf = wk_metrics_fds(l->metrics, fds);
+            for (size_t k = 0; k < nf; k++) {
+                items[n_fixed + k] = (zmq_pollitem_t){.fd = fds[k], .events = ZMQ_POLLIN};
+            }
+            n_items += nf;
+            if (nf > 1 && timeout > 500)
+                timeout = 500; /* to expire clients that never send */
+        }
         if (zmq_poll(items, (int)n_items, timeout) < 0) {
             if (errno == EINTR)
                 continue;
@@ -608,6 +627,9 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
             s_send_bare(l, PROTO_BK_DRAIN);
             drain_until = s_now_ms() + l->drain_ms;
             continue;
+        }
+        if (n_items > n_fixed) {
+            wk_metrics_serve(l->metrics, rt, &l->st, s_now_ms());
         }
         /* Stamp this batch's idle times with the time it arrived. */
         wk_runtime_tick(rt, s_now_ms());

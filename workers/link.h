@@ -33,6 +33,8 @@ typedef struct {
      * the sockets. The worker's public key is derived from its secret. */
     const char *curve_secret;
     const char *curve_server;
+    /* "HOST:PORT": serve GET /metrics there (metrics.h); NULL: off. */
+    const char *metrics_listen;
 } wk_link_cfg_t;
 
 typedef struct {

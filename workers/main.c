@@ -51,6 +51,7 @@ typedef struct {
     char auth_iss[256];
     char auth_aud[256];
     char log_format[8];
+    char metrics[80]; /* HOST:PORT or empty */
     int verbose;
     bool check_config;
 } wk_opts_t;
@@ -221,6 +222,8 @@ static const proto_setting_t s_settings[] = {
      proto_setting_show_str, NULL, F(auth_aud), 0, 0},
     {"log-format", "FORMAT", "text, or json: one object per line (text)", s_set_log_format,
      proto_setting_show_str, NULL, F(log_format), 0, 0},
+    {"metrics", "HOST:PORT", "serve GET /metrics (Prometheus text) there (off)",
+     proto_setting_set_str, proto_setting_show_str, NULL, F(metrics), 0, 0},
 };
 
 static const proto_settings_t s_table = {
@@ -374,6 +377,7 @@ main(int argc, char **argv)
         .verbose = o.verbose,
         .curve_secret = o.curve_secret_file[0] ? o.curve_secret : NULL,
         .curve_server = o.curve_secret_file[0] ? o.curve_server_key : NULL,
+        .metrics_listen = o.metrics[0] ? o.metrics : NULL,
     };
     link = wk_link_new(&lcfg);
     memset(o.curve_secret, 0, sizeof o.curve_secret);

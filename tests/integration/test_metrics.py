@@ -2,6 +2,7 @@
 move as traffic is driven (issue 4)."""
 
 import urllib.error
+import urllib.request
 
 import harness
 from harness import GatewayTestCase
@@ -42,6 +43,47 @@ class ReadyzTest(GatewayTestCase):
             s.close()
         self.assertEqual(self.cluster.http_get("/healthz"), (200, "ok\n"))
         self.assertTrue(self.cluster.gateway.alive())
+
+
+class WorkerMetricsTest(GatewayTestCase):
+    """A worker's own /metrics (--metrics HOST:PORT): actors, mailbox
+    depth, messages handled by service and result."""
+
+    def get(self, port, path):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    async def test_worker_metrics_move(self):
+        import socket
+        port = harness.free_port()
+        self.cluster.start_gateway()
+        self.cluster.start_worker("wm", services="echo,counter",
+                                  args=["--metrics", "127.0.0.1:%d" % port])
+        await self.wait_metric(lambda m: m.get("wsgate_workers") == 1, what="the worker")
+        c = await self.connect("json")
+        for i in range(7):
+            self.assertEqual((await c.call("counter", key="k%d" % (i % 3)))["op"], "res")
+        await c.echo_ok(self)
+        # a port probe and a request that never ends do not block the worker
+        s1 = socket.create_connection(("127.0.0.1", port))
+        s1.close()
+        s2 = socket.create_connection(("127.0.0.1", port))
+        s2.sendall(b"GET /metr")
+        await c.echo_ok(self)
+        status, text = self.get(port, "/metrics")
+        s2.close()
+        self.assertEqual(status, 200)
+        m = harness.Metrics(harness.parse_metrics(text), text)
+        self.assertEqual(m.get("wsgate_worker_handled_total", service="counter", result="ok"), 7)
+        self.assertEqual(m.get("wsgate_worker_handled_total", service="echo", result="ok"), 2)
+        self.assertEqual(m.get("wsgate_worker_handled_total", service="counter", result="error"), 0)
+        self.assertGreaterEqual(m.get("wsgate_worker_actors"), 4)  # k0..k2 and the echo actor
+        self.assertEqual(m.get("wsgate_worker_mailbox_depth"), 0)
+        self.assertGreaterEqual(m.get("wsgate_worker_messages_received_total"), 9)
+        self.assertEqual(self.get(port, "/other")[0], 404)
 
 
 class MetricsTest(GatewayTestCase):
