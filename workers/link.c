@@ -12,7 +12,10 @@
  */
 #include "link.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,12 +43,21 @@ typedef struct {
     bool drain_acked;      /* DRAINING received: nothing more will come from it */
     uint64_t last_welcome; /* ms; WELCOME answers each HELLO of a live gateway */
     char gw_id[PROTO_BK_WORKER_ID_MAX + 1]; /* from WELCOME: request ids in logs */
+    bool discovered; /* from --gateway-dns / --gateways-file, not --gateway */
+    bool seen;       /* scratch for s_discover */
 } wk_gateway_t;
 
 struct wk_link {
     void *zctx;
-    wk_gateway_t *gw;
+    wk_gateway_t *gw; /* origin = index; a retired gateway keeps its slot, sock NULL */
     size_t n_gw;
+    size_t gw_cap;
+    bool curve;
+    char curve_secret[41], curve_server[41], curve_public[41];
+    char *dns_host, *dns_port; /* --gateway-dns NAME:PORT, or NULL */
+    char *gw_file;             /* --gateways-file, or NULL */
+    uint64_t resolve_ms;
+    bool hello_due; /* a gateway was discovered: HELLO at once */
     char *worker_id;
     uint64_t hello_ms;
     uint64_t drain_ms;
@@ -99,10 +111,166 @@ s_setopt_int(void *sock, int opt, int v)
     return zmq_setsockopt(sock, opt, &v, sizeof v);
 }
 
+/* Opens a DEALER to endpoint in a new slot. NULL (reason logged) on
+ * failure; the slot is then not used. */
+static wk_gateway_t *
+s_gw_add(wk_link_t *l, const char *endpoint, bool discovered)
+{
+    if (l->n_gw == l->gw_cap) {
+        size_t cap = l->gw_cap ? l->gw_cap * 2 : 4;
+        wk_gateway_t *gw = realloc(l->gw, cap * sizeof *gw);
+        if (!gw) {
+            proto_log(PROTO_LOG_ERR, "out of memory");
+            return NULL;
+        }
+        l->gw = gw;
+        l->gw_cap = cap;
+    }
+    wk_gateway_t *g = &l->gw[l->n_gw];
+    memset(g, 0, sizeof *g);
+    g->discovered = discovered;
+    g->endpoint = strdup(endpoint);
+    if (!g->endpoint) {
+        proto_log(PROTO_LOG_ERR, "out of memory");
+        return NULL;
+    }
+    l->n_gw++; /* so destroy closes what exists */
+    g->sock = zmq_socket(l->zctx, ZMQ_DEALER);
+    if (!g->sock) {
+        proto_log(PROTO_LOG_ERR, "zmq_socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    /* LINGER 0: at shutdown queued outputs are worthless (their
+     * requests time out at the gateway anyway). IMMEDIATE 0: queue
+     * while a gateway is away, so HELLO is the first thing it reads. */
+    if (s_setopt_int(g->sock, ZMQ_LINGER, 0) != 0 ||
+        s_setopt_int(g->sock, ZMQ_SNDHWM, WK_LINK_HWM) != 0 ||
+        s_setopt_int(g->sock, ZMQ_RCVHWM, WK_LINK_HWM) != 0 ||
+        s_setopt_int(g->sock, ZMQ_IMMEDIATE, 0) != 0 ||
+        s_setopt_int(g->sock, ZMQ_RECONNECT_IVL, 100) != 0 ||
+        s_setopt_int(g->sock, ZMQ_RECONNECT_IVL_MAX, 1000) != 0 ||
+        /* ZeroMQ's heartbeats find a dead link (no FIN) and reconnect */
+        s_setopt_int(g->sock, ZMQ_HEARTBEAT_IVL, 1000) != 0 ||
+        s_setopt_int(g->sock, ZMQ_HEARTBEAT_TIMEOUT, 3000) != 0 ||
+        s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE, 1) != 0 ||
+        s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE_IDLE, 30) != 0 ||
+        s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE_INTVL, 10) != 0) {
+        proto_log(PROTO_LOG_ERR, "zmq_setsockopt: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    /* CURVE client: the gateway's ZAP handler checks our public key
+     * against its allow-list; a refused handshake is retried by
+     * ZeroMQ's reconnect, so adding the key later lets us in. */
+    if (l->curve && (zmq_setsockopt(g->sock, ZMQ_CURVE_SERVERKEY, l->curve_server, 40) != 0 ||
+                     zmq_setsockopt(g->sock, ZMQ_CURVE_PUBLICKEY, l->curve_public, 40) != 0 ||
+                     zmq_setsockopt(g->sock, ZMQ_CURVE_SECRETKEY, l->curve_secret, 40) != 0)) {
+        proto_log(PROTO_LOG_ERR, "CURVE keys: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    if (zmq_connect(g->sock, g->endpoint) != 0) {
+        proto_log(PROTO_LOG_ERR, "cannot connect to %s: %s", g->endpoint, zmq_strerror(errno));
+        return NULL;
+    }
+    return g;
+}
+
+/* Marks endpoint wanted: an existing discovered link to it, or a new one. */
+static void
+s_discover_one(wk_link_t *l, const char *endpoint)
+{
+    for (size_t i = 0; i < l->n_gw; i++) {
+        if (l->gw[i].sock && l->gw[i].discovered && !strcmp(l->gw[i].endpoint, endpoint)) {
+            l->gw[i].seen = true;
+            return;
+        }
+    }
+    wk_gateway_t *g = s_gw_add(l, endpoint, true);
+    if (g) {
+        g->seen = true;
+        l->hello_due = true; /* say HELLO to the new one now */
+        proto_log(PROTO_LOG_INFO, "gateway %s discovered", endpoint);
+    }
+    /* a failed slot stays unused (origin numbers never move) */
+}
+
+/*
+ * Finds the gateways now: every address of --gateway-dns (a headless
+ * Service's name gives one per gateway pod) and every line of
+ * --gateways-file. New ones get a link; discovered links whose gateway
+ * is no longer listed are closed (their origin slot is kept, empty).
+ * On a resolver or file error nothing is closed: a DNS hiccup must not
+ * cut the worker off. getaddrinfo blocks; in-cluster DNS answers in well
+ * under a millisecond, and this runs every resolve_ms only.
+ */
+static int
+s_discover(wk_link_t *l)
+{
+    int rc = 0;
+    for (size_t i = 0; i < l->n_gw; i++)
+        l->gw[i].seen = false;
+    if (l->dns_host) {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        struct addrinfo *res = NULL;
+        int e = getaddrinfo(l->dns_host, l->dns_port, &hints, &res);
+        if (e != 0) {
+            proto_log_limited(PROTO_LOG_WARN, "gateway-dns %s: %s", l->dns_host, gai_strerror(e));
+            rc = -1;
+        }
+        for (struct addrinfo *a = res; a; a = a->ai_next) {
+            char ip[INET6_ADDRSTRLEN], ep[INET6_ADDRSTRLEN + 32];
+            int port;
+            if (a->ai_family == AF_INET) {
+                struct sockaddr_in *sin = (struct sockaddr_in *)a->ai_addr;
+                inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
+                port = ntohs(sin->sin_port);
+                snprintf(ep, sizeof ep, "tcp://%s:%d", ip, port);
+            } else if (a->ai_family == AF_INET6) {
+                struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)a->ai_addr;
+                inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
+                port = ntohs(sin6->sin6_port);
+                snprintf(ep, sizeof ep, "tcp://[%s]:%d", ip, port);
+            } else {
+                continue;
+            }
+            s_discover_one(l, ep);
+        }
+        if (res)
+            freeaddrinfo(res);
+    }
+    if (l->gw_file) {
+        FILE *f = fopen(l->gw_file, "r");
+        char line[512];
+        if (!f) {
+            proto_log_limited(PROTO_LOG_WARN, "gateways-file %s: %s", l->gw_file, strerror(errno));
+            rc = -1;
+        }
+        while (f && fgets(line, sizeof line, f)) {
+            char *p = line + strspn(line, " \t");
+            p[strcspn(p, " \t\r\n#")] = '\0';
+            if (*p)
+                s_discover_one(l, p);
+        }
+        if (f)
+            fclose(f);
+    }
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < l->n_gw; i++) {
+        wk_gateway_t *g = &l->gw[i];
+        if (g->sock && g->discovered && !g->seen) {
+            proto_log(PROTO_LOG_INFO, "gateway %s no longer listed: link closed", g->endpoint);
+            zmq_close(g->sock);
+            g->sock = NULL;
+        }
+    }
+    return 0;
+}
+
 wk_link_t *
 wk_link_new(const wk_link_cfg_t *cfg)
 {
-    if (!cfg || !cfg->endpoints || cfg->n_endpoints == 0 || cfg->n_endpoints > UINT32_MAX ||
+    if (!cfg || (cfg->n_endpoints && !cfg->endpoints) || cfg->n_endpoints > UINT32_MAX ||
+        (cfg->n_endpoints == 0 && !cfg->gateway_dns && !cfg->gateways_file) ||
         !cfg->worker_id || cfg->worker_id[0] == '\0' ||
         strlen(cfg->worker_id) > PROTO_BK_WORKER_ID_MAX) {
         fprintf(stderr, "wsgate-worker: bad link configuration\n");
@@ -120,14 +288,17 @@ wk_link_new(const wk_link_cfg_t *cfg)
     }
     proto_buf_init(&l->scratch, 0);
     l->worker_id = strdup(cfg->worker_id);
-    l->gw = calloc(cfg->n_endpoints, sizeof *l->gw);
-    if (!l->worker_id || !l->gw)
+    if (!l->worker_id)
         goto out_destroy_nomem;
-    char curve_public[41];
     if ((cfg->curve_secret != NULL) != (cfg->curve_server != NULL) ||
-        (cfg->curve_secret && zmq_curve_public(curve_public, cfg->curve_secret) != 0)) {
+        (cfg->curve_secret && zmq_curve_public(l->curve_public, cfg->curve_secret) != 0)) {
         fprintf(stderr, "wsgate-worker: CURVE needs a valid secret key and the server key\n");
         goto out_destroy;
+    }
+    if (cfg->curve_secret) {
+        l->curve = true;
+        snprintf(l->curve_secret, sizeof l->curve_secret, "%s", cfg->curve_secret);
+        snprintf(l->curve_server, sizeof l->curve_server, "%s", cfg->curve_server);
     }
     l->zctx = zmq_ctx_new();
     if (!l->zctx) {
@@ -135,51 +306,27 @@ wk_link_new(const wk_link_cfg_t *cfg)
         goto out_destroy;
     }
 
-    for (size_t i = 0; i < cfg->n_endpoints; i++) {
-        wk_gateway_t *g = &l->gw[i];
-        l->n_gw = i + 1; /* so destroy closes what exists */
-        g->endpoint = strdup(cfg->endpoints[i]);
-        if (!g->endpoint)
+    for (size_t i = 0; i < cfg->n_endpoints; i++)
+        if (!s_gw_add(l, cfg->endpoints[i], false))
+            goto out_destroy;
+    if (cfg->gateway_dns) {
+        const char *colon = strrchr(cfg->gateway_dns, ':');
+        if (!colon || colon == cfg->gateway_dns || !colon[1]) {
+            fprintf(stderr, "wsgate-worker: --gateway-dns: expected NAME:PORT, got '%s'\n",
+                    cfg->gateway_dns);
+            goto out_destroy;
+        }
+        l->dns_host = strndup(cfg->gateway_dns, (size_t)(colon - cfg->gateway_dns));
+        l->dns_port = strdup(colon + 1);
+        if (!l->dns_host || !l->dns_port)
             goto out_destroy_nomem;
-        g->sock = zmq_socket(l->zctx, ZMQ_DEALER);
-        if (!g->sock) {
-            fprintf(stderr, "wsgate-worker: zmq_socket: %s\n", zmq_strerror(errno));
-            goto out_destroy;
-        }
-        /* LINGER 0: at shutdown queued outputs are worthless (their
-         * requests time out at the gateway anyway). IMMEDIATE 0: queue
-         * while a gateway is away, so HELLO is the first thing it reads. */
-        if (s_setopt_int(g->sock, ZMQ_LINGER, 0) != 0 ||
-            s_setopt_int(g->sock, ZMQ_SNDHWM, WK_LINK_HWM) != 0 ||
-            s_setopt_int(g->sock, ZMQ_RCVHWM, WK_LINK_HWM) != 0 ||
-            s_setopt_int(g->sock, ZMQ_IMMEDIATE, 0) != 0 ||
-            s_setopt_int(g->sock, ZMQ_RECONNECT_IVL, 100) != 0 ||
-            s_setopt_int(g->sock, ZMQ_RECONNECT_IVL_MAX, 1000) != 0 ||
-            /* ZeroMQ's heartbeats find a dead link (no FIN) and reconnect */
-            s_setopt_int(g->sock, ZMQ_HEARTBEAT_IVL, 1000) != 0 ||
-            s_setopt_int(g->sock, ZMQ_HEARTBEAT_TIMEOUT, 3000) != 0 ||
-            s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE, 1) != 0 ||
-            s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE_IDLE, 30) != 0 ||
-            s_setopt_int(g->sock, ZMQ_TCP_KEEPALIVE_INTVL, 10) != 0) {
-            fprintf(stderr, "wsgate-worker: zmq_setsockopt: %s\n", zmq_strerror(errno));
-            goto out_destroy;
-        }
-        /* CURVE client: the gateway's ZAP handler checks our public key
-         * against its allow-list; a refused handshake is retried by
-         * ZeroMQ's reconnect, so adding the key later lets us in. */
-        if (cfg->curve_secret &&
-            (zmq_setsockopt(g->sock, ZMQ_CURVE_SERVERKEY, cfg->curve_server, 40) != 0 ||
-             zmq_setsockopt(g->sock, ZMQ_CURVE_PUBLICKEY, curve_public, 40) != 0 ||
-             zmq_setsockopt(g->sock, ZMQ_CURVE_SECRETKEY, cfg->curve_secret, 40) != 0)) {
-            fprintf(stderr, "wsgate-worker: CURVE keys: %s\n", zmq_strerror(errno));
-            goto out_destroy;
-        }
-        if (zmq_connect(g->sock, g->endpoint) != 0) {
-            fprintf(stderr, "wsgate-worker: cannot connect to %s: %s\n", g->endpoint,
-                    zmq_strerror(errno));
-            goto out_destroy;
-        }
     }
+    if (cfg->gateways_file && !(l->gw_file = strdup(cfg->gateways_file)))
+        goto out_destroy_nomem;
+    l->resolve_ms = cfg->resolve_ms ? cfg->resolve_ms : WK_LINK_DEFAULT_RESOLVE_MS;
+    if ((l->dns_host || l->gw_file) && s_discover(l) != 0 && l->n_gw == 0)
+        proto_log(PROTO_LOG_WARN, "no gateway found yet; trying again every %llu ms",
+                  (unsigned long long)l->resolve_ms);
     return l;
 
 out_destroy_nomem:
@@ -199,6 +346,10 @@ wk_link_destroy(wk_link_t **link_p)
         return;
     wk_link_t *l = *link_p;
     wk_metrics_destroy(&l->metrics);
+    free(l->dns_host);
+    free(l->dns_port);
+    free(l->gw_file);
+    memset(l->curve_secret, 0, sizeof l->curve_secret);
     for (size_t i = 0; i < l->n_gw; i++) {
         if (l->gw[i].sock)
             zmq_close(l->gw[i].sock);
@@ -227,8 +378,8 @@ wk_link_stats(const wk_link_t *link, wk_link_stats_t *out)
 static int
 s_send(wk_link_t *l, uint32_t origin, bool has_payload, const void *payload, size_t len)
 {
-    if (origin >= l->n_gw) {
-        l->st.tx_dropped++;
+    if (origin >= l->n_gw || !l->gw[origin].sock) {
+        l->st.tx_dropped++; /* no such gateway, or its link was closed */
         return -1;
     }
     void *sock = l->gw[origin].sock;
@@ -302,6 +453,8 @@ s_out_close(void *ctx, uint32_t origin, uint64_t conn, uint32_t code, proto_span
     return s_send(l, origin, false, NULL, 0);
 }
 
+static bool s_gateway_live(const wk_link_t *l, size_t i, uint64_t now);
+
 /* One PUB per gateway: the header is encoded once, the payload frame is
  * copied by zmq_send per gateway (ZeroMQ's copy; a zero-copy shared frame
  * would need a refcounted free function for a few hundred bytes). A
@@ -319,7 +472,17 @@ s_out_pub(void *ctx, proto_span_t channel, uint32_t kind, uint64_t offset, proto
         l->st.pub_dropped += l->n_gw;
         return -1;
     }
+    uint64_t now = s_now_ms();
     for (size_t i = 0; i < l->n_gw; i++) {
+        if (!l->gw[i].sock)
+            continue;
+        /* A gateway that stopped answering HELLOs has no subscriber
+         * talking to us through it: queueing for it would only pile up
+         * stale publications (up to the HWM) for when it comes back. */
+        if (!s_gateway_live(l, i, now)) {
+            l->st.pub_dropped++;
+            continue;
+        }
         if (s_send(l, (uint32_t)i, true, payload, len) == 0) {
             l->st.pub_tx++;
         } else {
@@ -492,6 +655,8 @@ s_send_bare(wk_link_t *l, proto_bk_type_t type)
     proto_buf_init(&b, 0);
     if (proto_bk_encode_bare(&b, type) == 0) {
         for (size_t i = 0; i < l->n_gw; i++) {
+            if (!l->gw[i].sock)
+                continue;
             if (zmq_send(l->gw[i].sock, proto_buf_payload(&b), b.len, ZMQ_DONTWAIT) < 0)
                 l->st.tx_dropped++;
             else
@@ -512,7 +677,8 @@ static bool
 s_all_acked(const wk_link_t *l, uint64_t now)
 {
     for (size_t i = 0; i < l->n_gw; i++)
-        if (!l->gw[i].drain_acked && now - l->gw[i].last_welcome < l->hello_ms * 3 / 2)
+        if (l->gw[i].sock && !l->gw[i].drain_acked &&
+            now - l->gw[i].last_welcome < l->hello_ms * 3 / 2)
             return false;
     return true;
 }
@@ -538,6 +704,8 @@ static void
 s_hello_send(wk_link_t *l, const proto_buf_t *hello)
 {
     for (size_t i = 0; i < l->n_gw; i++) {
+        if (!l->gw[i].sock)
+            continue;
         if (zmq_send(l->gw[i].sock, proto_buf_payload(hello), hello->len, ZMQ_DONTWAIT) < 0) {
             l->st.tx_dropped++;
             s_log_limited(l, "gateway %s: HELLO not queued (%s)", l->gw[i].endpoint,
@@ -558,30 +726,27 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
         fprintf(stderr, "wsgate-worker: cannot encode HELLO\n");
         goto out_free_hello;
     }
-    size_t n_fixed = l->n_gw + (stop_fd >= 0 ? 1 : 0);
-    size_t n_items = n_fixed;
-    zmq_pollitem_t *items = calloc(n_fixed + 1 + WK_METRICS_CLIENTS, sizeof *items);
-    if (!items) {
-        fprintf(stderr, "wsgate-worker: out of memory\n");
-        goto out_free_hello;
-    }
-    for (size_t i = 0; i < l->n_gw; i++) {
-        items[i].socket = l->gw[i].sock;
-        items[i].events = ZMQ_POLLIN;
-    }
-    if (stop_fd >= 0) {
-        items[l->n_gw].fd = stop_fd;
-        items[l->n_gw].events = ZMQ_POLLIN;
-    }
+    /* Rebuilt every turn: discovery adds and closes gateway links.
+     * items: [stop_fd] [live gateway sockets] [metrics fds]; map[k] is the
+     * origin of items[k]. */
+    zmq_pollitem_t *items = NULL;
+    uint32_t *map = NULL;
+    size_t items_cap = 0;
 
     uint64_t next_hello = 0;  /* now: HELLO right after connect */
     uint64_t drain_until = 0; /* non-zero: draining, give up waiting then */
+    uint64_t next_resolve = (l->dns_host || l->gw_file) ? s_now_ms() + l->resolve_ms : UINT64_MAX;
     for (;;) {
         uint64_t now = s_now_ms();
         wk_runtime_tick(rt, now);
-        if (now >= next_hello) {
+        if (now >= next_resolve) {
+            (void)s_discover(l);
+            next_resolve = now + l->resolve_ms;
+        }
+        if (now >= next_hello || l->hello_due) {
             s_hello_send(l, &hello);
             next_hello = now + l->hello_ms;
+            l->hello_due = false;
         }
         if (drain_until && !wk_runtime_busy(rt) && (s_all_acked(l, now) || now >= drain_until)) {
             s_send_bare(l, PROTO_BK_BYE);
@@ -591,18 +756,41 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
         uint64_t deadline = wk_runtime_next_deadline(rt);
         if (deadline > next_hello)
             deadline = next_hello;
+        if (deadline > next_resolve)
+            deadline = next_resolve;
         if (drain_until && deadline > drain_until)
             deadline = drain_until;
         long timeout = deadline > now ? (long)(deadline - now) : 0;
 
-        n_items = n_fixed;
+        size_t need = 1 + l->n_gw + 1 + WK_METRICS_CLIENTS;
+        if (need > items_cap) {
+            zmq_pollitem_t *ni = realloc(items, need * sizeof *ni);
+            uint32_t *nm = ni ? realloc(map, need * sizeof *nm) : NULL;
+            if (ni)
+                items = ni;
+            if (!ni || !nm) {
+                proto_log(PROTO_LOG_ERR, "out of memory");
+                goto out_free_items;
+            }
+            map = nm;
+            items_cap = need;
+        }
+        size_t n_items = 0, first_gw, first_metrics;
+        if (stop_fd >= 0)
+            items[n_items++] = (zmq_pollitem_t){.fd = stop_fd, .events = ZMQ_POLLIN};
+        first_gw = n_items;
+        for (size_t i = 0; i < l->n_gw; i++) {
+            if (!l->gw[i].sock)
+                continue;
+            map[n_items] = (uint32_t)i;
+            items[n_items++] = (zmq_pollitem_t){.socket = l->gw[i].sock, .events = ZMQ_POLLIN};
+        }
+        first_metrics = n_items;
         if (l->metrics) {
             int fds[1 + WK_METRICS_CLIENTS];
             size_t nf = wk_metrics_fds(l->metrics, fds);
-            for (size_t k = 0; k < nf; k++) {
-                items[n_fixed + k] = (zmq_pollitem_t){.fd = fds[k], .events = ZMQ_POLLIN};
-            }
-            n_items += nf;
+            for (size_t k = 0; k < nf; k++)
+                items[n_items++] = (zmq_pollitem_t){.fd = fds[k], .events = ZMQ_POLLIN};
             if (nf > 1 && timeout > 500)
                 timeout = 500; /* to expire clients that never send */
         }
@@ -612,7 +800,7 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
             proto_log(PROTO_LOG_ERR, "zmq_poll: %s", zmq_strerror(errno));
             goto out_free_items;
         }
-        if (stop_fd >= 0 && (items[l->n_gw].revents & ZMQ_POLLIN)) {
+        if (stop_fd >= 0 && (items[0].revents & ZMQ_POLLIN)) {
             if (drain_until || !l->drain_ms) {
                 rc = 0; /* a second signal, or no drain: leave now */
                 goto out_free_items;
@@ -628,13 +816,12 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
             drain_until = s_now_ms() + l->drain_ms;
             continue;
         }
-        if (n_items > n_fixed) {
+        if (n_items > first_metrics)
             wk_metrics_serve(l->metrics, rt, &l->st, s_now_ms());
-        }
         /* Stamp this batch's idle times with the time it arrived. */
         wk_runtime_tick(rt, s_now_ms());
-        for (size_t i = 0; i < l->n_gw; i++) {
-            if ((items[i].revents & ZMQ_POLLIN) && s_read(l, (uint32_t)i, rt) != 0)
+        for (size_t k = first_gw; k < first_metrics; k++) {
+            if ((items[k].revents & ZMQ_POLLIN) && s_read(l, map[k], rt) != 0)
                 goto out_free_items;
         }
         /* Outputs are sent as behaviours produce them (ZeroMQ's I/O thread
@@ -645,6 +832,7 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
 
 out_free_items:
     free(items);
+    free(map);
 out_free_hello:
     proto_buf_fini(&hello);
     return rc;

@@ -18,6 +18,7 @@
 #define WK_LINK_DEFAULT_HELLO_MS 1000
 #define WK_DEFAULT_DRAIN_MS 10000 /* longest wait for the gateways to acknowledge a drain */
 #define WK_LINK_HWM 100000
+#define WK_LINK_DEFAULT_RESOLVE_MS 5000
 
 typedef struct wk_link wk_link_t;
 
@@ -35,6 +36,13 @@ typedef struct {
     const char *curve_server;
     /* "HOST:PORT": serve GET /metrics there (metrics.h); NULL: off. */
     const char *metrics_listen;
+    /* Discovery, beside (or instead of) endpoints: "NAME:PORT", a DNS name
+     * with one address per gateway (a Kubernetes headless Service), and/or
+     * a file of endpoints, one a line; both re-read every resolve_ms (0:
+     * WK_LINK_DEFAULT_RESOLVE_MS). NULL: off. */
+    const char *gateway_dns;
+    const char *gateways_file;
+    uint64_t resolve_ms;
 } wk_link_cfg_t;
 
 typedef struct {

@@ -52,6 +52,9 @@ typedef struct {
     char auth_aud[256];
     char log_format[8];
     char metrics[80]; /* HOST:PORT or empty */
+    char gateway_dns[256];
+    char gateways_file[512];
+    uint64_t resolve_ms;
     int verbose;
     bool check_config;
 } wk_opts_t;
@@ -224,6 +227,11 @@ static const proto_setting_t s_settings[] = {
      proto_setting_show_str, NULL, F(log_format), 0, 0},
     {"metrics", "HOST:PORT", "serve GET /metrics (Prometheus text) there (off)",
      proto_setting_set_str, proto_setting_show_str, NULL, F(metrics), 0, 0},
+    {"gateway-dns", "NAME:PORT", "find gateways: every address NAME resolves to (off)",
+     proto_setting_set_str, proto_setting_show_str, NULL, F(gateway_dns), 0, 0},
+    {"gateways-file", "FILE", "find gateways: endpoints in FILE, one a line (off)",
+     proto_setting_set_str, proto_setting_show_str, NULL, F(gateways_file), 0, 0},
+    NUM("resolve-ms", resolve_ms, 100, 3600000, "re-resolve gateway-dns / gateways-file (5000)"),
 };
 
 static const proto_settings_t s_table = {
@@ -280,6 +288,7 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
     o->rt.idle_ms = WK_DEFAULT_IDLE_MS;
     o->rt.mailbox_max = WK_DEFAULT_MAILBOX_MAX;
     o->hello_ms = WK_LINK_DEFAULT_HELLO_MS;
+    o->resolve_ms = WK_LINK_DEFAULT_RESOLVE_MS;
     o->drain_ms = WK_DEFAULT_DRAIN_MS;
     o->auth_leeway_s = WK_JWT_DEFAULT_LEEWAY_S;
     snprintf(o->services, sizeof o->services, "%s", WK_DEFAULT_SERVICES);
@@ -288,7 +297,8 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
     int rc = proto_settings_parse(&s_table, o, argc, argv, &o->verbose, &o->check_config);
     if (rc != 0)
         return rc > 0 ? 1 : 2;
-    if (o->n_gateways == 0 && s_set_gateway(o, NULL, WK_DEFAULT_GATEWAY, NULL, 0) != 0)
+    if (o->n_gateways == 0 && !o->gateway_dns[0] && !o->gateways_file[0] &&
+        s_set_gateway(o, NULL, WK_DEFAULT_GATEWAY, NULL, 0) != 0)
         return 2;
     if (s_parse_services(o) != 0)
         return 2;
@@ -378,6 +388,9 @@ main(int argc, char **argv)
         .curve_secret = o.curve_secret_file[0] ? o.curve_secret : NULL,
         .curve_server = o.curve_secret_file[0] ? o.curve_server_key : NULL,
         .metrics_listen = o.metrics[0] ? o.metrics : NULL,
+        .gateway_dns = o.gateway_dns[0] ? o.gateway_dns : NULL,
+        .gateways_file = o.gateways_file[0] ? o.gateways_file : NULL,
+        .resolve_ms = o.resolve_ms,
     };
     link = wk_link_new(&lcfg);
     memset(o.curve_secret, 0, sizeof o.curve_secret);
@@ -395,7 +408,9 @@ main(int argc, char **argv)
         for (size_t i = 0; i < o.n_gateways && off < sizeof gws; i++)
             off += (size_t)snprintf(gws + off, sizeof gws - off, "%s%s", i ? "," : "",
                                     o.gateways[i]);
-        proto_log(PROTO_LOG_INFO, "services %s; gateways %s", o.services, gws);
+        proto_log(PROTO_LOG_INFO, "services %s; gateways %s%s%s%s%s", o.services,
+                  gws[0] ? gws : "-", o.gateway_dns[0] ? "; dns " : "", o.gateway_dns,
+                  o.gateways_file[0] ? "; file " : "", o.gateways_file);
     }
 
     if (wk_link_run(link, rt, sfd) == 0) {
