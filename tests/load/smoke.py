@@ -8,6 +8,11 @@ one worker for the whole file, started with tests/integration/harness.py;
 a bare echo server (wsgate-bare-echo) for the ceiling check; a second
 gateway with --max-conns 5 to see refusals counted by cause.
 
+AuthSmokeTest: a gateway with --auth required and a worker running the
+auth service with an HS256 key file (docs/security.md): storms, echo and
+idle runs that authenticate every connection, with minted tokens and
+with a token file, and the failures counted by cause.
+
 Binaries: $WSGATE_LOAD_BIN and $WSGATE_BARE_ECHO_BIN (set by
 tests/load/CMakeLists.txt), the gateway and worker as harness.py finds them.
 """
@@ -34,53 +39,16 @@ BARE_BIN = os.environ.get(
 SLOW = harness.SLOW
 
 
-class LoadSmokeTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        for b in (LOAD_BIN, BARE_BIN):
-            if not os.access(b, os.X_OK):
-                raise AssertionError("binary not found: %s" % b)
-        cls.tmp = tempfile.TemporaryDirectory(prefix="wsgate-load-smoke-")
-        cls.cluster = harness.Cluster("load.smoke")
-        cls.cluster.start(gateway_args=["--ping-ms", "200", "--max-conns", "5000"], workers=1)
-        cls.bare_port = harness.free_port()
-        cls.bare = harness.Proc(
-            "bare-echo",
-            [BARE_BIN, "--listen", "127.0.0.1:%d" % cls.bare_port],
-            cls.cluster.log_path("bare-echo"),
-        )
-        cls.wait_listening(cls.bare, cls.bare_port)
-        cls.n = 0
+class LoadRunner:
+    """Runs wsgate-load and checks its reports; the test class sets
+    cls.tmp and cls.cluster."""
 
-    @staticmethod
-    def wait_listening(proc, port, timeout=15.0):
-        """Waits until proc accepts TCP connections on port: the first test
-        must not race its start-up (under the sanitizers, next to other
-        tests, it can take longer than wsgate-load's first connects)."""
-        deadline = time.monotonic() + timeout * SLOW
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                if not proc.alive() or time.monotonic() > deadline:
-                    raise AssertionError("%s not listening on %d:\n%s"
-                                         % (proc.name, port, proc.tail()))
-                time.sleep(0.05)
-
-    @classmethod
-    def tearDownClass(cls):
-        res = cls.cluster.stop()
-        cls.bare.terminate()
-        cls.bare.close_log()
-        cls.tmp.cleanup()
-        rc, killed = res.get("gateway", (0, False))
-        assert not killed and rc == 0, "gateway exit %s (killed %s)" % (rc, killed)
+    n = 0
 
     def load(self, scenario, *args, port=None, timeout=60):
         """Runs wsgate-load; returns its JSON report."""
-        LoadSmokeTest.n += 1
-        path = os.path.join(self.tmp.name, "report-%d.json" % LoadSmokeTest.n)
+        LoadRunner.n += 1
+        path = os.path.join(self.tmp.name, "report-%d.json" % LoadRunner.n)
         argv = [LOAD_BIN, scenario, "--target", "127.0.0.1:%d" % (port or self.cluster.port),
                 "--json", path, "--timeout", str(timeout * SLOW)] + [str(a) for a in args]
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -118,6 +86,57 @@ class LoadSmokeTest(unittest.TestCase):
         self.assertEqual(r["bad_replies"], 0, msg)
         self.assertEqual(rep["latency_us"]["count"], r["sent"], msg)
         self.assertGreater(r["round_trips_per_s"], 0, msg)
+
+    def assert_auth_ok(self, rep, n):
+        """n connections, each authenticated before it counted."""
+        self.assert_conns_ok(rep, n)
+        self.assertTrue(rep["config"]["auth"])
+        self.assertEqual(rep["auth_us"]["count"], n, rep["_out"])
+        self.assertGreater(rep["auth_us"]["p50"], 0, rep["_out"])
+        self.assertGreater(rep["connections"]["accepted_per_s"], 0, rep["_out"])
+
+
+class LoadSmokeTest(LoadRunner, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        for b in (LOAD_BIN, BARE_BIN):
+            if not os.access(b, os.X_OK):
+                raise AssertionError("binary not found: %s" % b)
+        cls.tmp = tempfile.TemporaryDirectory(prefix="wsgate-load-smoke-")
+        cls.cluster = harness.Cluster("load.smoke")
+        cls.cluster.start(gateway_args=["--ping-ms", "200", "--max-conns", "5000"], workers=1)
+        cls.bare_port = harness.free_port()
+        cls.bare = harness.Proc(
+            "bare-echo",
+            [BARE_BIN, "--listen", "127.0.0.1:%d" % cls.bare_port],
+            cls.cluster.log_path("bare-echo"),
+        )
+        cls.wait_listening(cls.bare, cls.bare_port)
+
+    @staticmethod
+    def wait_listening(proc, port, timeout=15.0):
+        """Waits until proc accepts TCP connections on port: the first test
+        must not race its start-up (under the sanitizers, next to other
+        tests, it can take longer than wsgate-load's first connects)."""
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if not proc.alive() or time.monotonic() > deadline:
+                    raise AssertionError("%s not listening on %d:\n%s"
+                                         % (proc.name, port, proc.tail()))
+                time.sleep(0.05)
+
+    @classmethod
+    def tearDownClass(cls):
+        res = cls.cluster.stop()
+        cls.bare.terminate()
+        cls.bare.close_log()
+        cls.tmp.cleanup()
+        rc, killed = res.get("gateway", (0, False))
+        assert not killed and rc == 0, "gateway exit %s (killed %s)" % (rc, killed)
 
     def test_storm(self):
         rep = self.load("storm", "--conns", 200, "--hold", 1)
@@ -214,6 +233,107 @@ class LoadSmokeTest(unittest.TestCase):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
         self.assertEqual(p.returncode, 2)
         self.assertIn(b"loopback", p.stderr)
+
+
+class AuthSmokeTest(LoadRunner, unittest.TestCase):
+    """Every connection authenticates with its first message."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="wsgate-load-auth-")
+        d = cls.tmp.name
+        cls.secret = os.path.join(d, "hs1.secret")
+        with open(cls.secret, "wb") as f:
+            f.write(os.urandom(32) + b"\n")  # every byte is the secret
+        os.chmod(cls.secret, 0o600)
+        cls.wrong_secret = os.path.join(d, "wrong.secret")
+        with open(cls.wrong_secret, "wb") as f:
+            f.write(os.urandom(40))
+        keys = os.path.join(d, "keys.ini")
+        with open(keys, "w") as f:
+            f.write("[key hs1]\nalgs = HS256\nsecret_file = %s\n" % cls.secret)
+        os.chmod(keys, 0o600)
+        cls.cluster = harness.Cluster("load.smoke.auth")
+        cls.cluster.start(gateway_args=["--auth", "required", "--ping-ms", "200",
+                                        "--max-conns", "5000"],
+                          workers=1, services=cls.SERVICES,
+                          worker_args=["--auth-keys", keys, "--auth-iss", "wsgate-load",
+                                       "--auth-aud", "bench", "--auth-leeway-s", "5"])
+
+    # The chan service comes with the fanout smoke test.
+    SERVICES = "echo,auth"
+
+    @classmethod
+    def tearDownClass(cls):
+        res = cls.cluster.stop()
+        cls.tmp.cleanup()
+        rc, killed = res.get("gateway", (0, False))
+        assert not killed and rc == 0, "gateway exit %s (killed %s)" % (rc, killed)
+
+    def mint_args(self, secret=None, kid="hs1"):
+        return ["--hs256-secret-file", secret or self.secret, "--kid", kid,
+                "--iss", "wsgate-load", "--aud", "bench"]
+
+    def test_auth_storm(self):
+        rep = self.load("storm", "--conns", 300, "--hold", 0.5, "--procs", 2,
+                        *self.mint_args())
+        self.assert_auth_ok(rep, 300)
+        self.assertEqual(rep["config"]["token_source"], "hs256")
+
+    def test_auth_storm_paced_msgpack(self):
+        rep = self.load("storm", "--conns", 100, "--rate", 500, "--hold", 0.2,
+                        "--enc", "msgpack", *self.mint_args())
+        self.assert_auth_ok(rep, 100)
+
+    def test_auth_echo_token_file(self):
+        # tokens from elsewhere (PyJWT), one per line, used round robin
+        import jwt
+        with open(self.secret, "rb") as f:
+            secret = f.read()
+        now = int(time.time())
+        path = os.path.join(self.tmp.name, "tokens.txt")
+        with open(path, "w") as f:
+            for i in range(3):
+                f.write(jwt.encode({"sub": "file-%d" % i, "iat": now, "exp": now + 300,
+                                    "iss": "wsgate-load", "aud": "bench"},
+                                   secret, algorithm="HS256", headers={"kid": "hs1"}) + "\n")
+        rep = self.load("echo", "--conns", 10, "--count", 1000, "--window", 4,
+                        "--token-file", path)
+        self.assert_auth_ok(rep, 10)
+        self.assert_requests_ok(rep, 1000)
+        self.assertEqual(rep["config"]["token_source"], "file")
+
+    def test_auth_idle_pinged(self):
+        rep = self.load("idle", "--conns", 50, "--hold", 1, *self.mint_args())
+        self.assert_auth_ok(rep, 50)
+        self.assertGreaterEqual(rep["pings"]["received"], 50, rep["_out"])
+        self.assertEqual(rep["pings"]["answered"], rep["pings"]["received"], rep["_out"])
+
+    def test_auth_failures_by_cause(self):
+        cases = [
+            (self.mint_args(secret=self.wrong_secret), "auth_failed:bad_signature"),
+            (self.mint_args(kid="nope"), "auth_failed:unknown_key"),
+            # the worker wants iss wsgate-load: a token without it is refused
+            (["--hs256-secret-file", self.secret, "--kid", "hs1", "--aud", "bench"],
+             "auth_failed:bad_issuer"),
+        ]
+        for args, cause in cases:
+            rep = self.load("storm", "--conns", 20, "--hold", 0, *args)
+            c = rep["connections"]
+            self.assertEqual(c["established"], 0, rep["_out"])
+            self.assertEqual(c["failed"], 20, rep["_out"])
+            self.assertEqual(c["failures"].get(cause), 20, (cause, rep["_out"]))
+            self.assertEqual(c["dropped"], 0, rep["_out"])
+            # they did open: the handshake is measured, the auth is not
+            self.assertEqual(rep["handshake_us"]["count"], 20, rep["_out"])
+            self.assertEqual(rep["auth_us"]["count"], 0, rep["_out"])
+
+    def test_unauthenticated_requests_refused(self):
+        # without a token the gateway answers everything unauthenticated
+        rep = self.load("echo", "--conns", 2, "--count", 10)
+        r = rep["requests"]
+        self.assertEqual(r["replies"], 0, rep["_out"])
+        self.assertEqual(r["error_codes"], {"unauthenticated": 10}, rep["_out"])
 
 
 if __name__ == "__main__":
