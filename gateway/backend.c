@@ -120,6 +120,9 @@ s_rebuild_index(gw_backend_t *b)
             s->n++;
         }
     }
+    /* Keys may have moved: the gateway re-homes its channel subscriptions
+     * (later, from its own loop turn: we may be deep inside a send). */
+    gw_on_membership(b->gw);
 }
 
 static void
@@ -755,6 +758,14 @@ gw_backend_route(gw_backend_t *b, proto_span_t svc, proto_span_t key, bool *retr
         return i < 0 ? -1 : s->slots[i];
     }
     return -1;
+}
+
+uint64_t
+gw_backend_seed(const gw_backend_t *b, int worker)
+{
+    if (worker < 0 || worker >= GW_MAX_WORKERS || !b->workers[worker].live)
+        return 0;
+    return b->workers[worker].seed;
 }
 
 int

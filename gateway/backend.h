@@ -46,6 +46,9 @@ int gw_backend_send_routed(gw_backend_t *b, proto_span_t svc, proto_span_t key,
 /* Live workers. Membership expires lazily (no timer wakes the loop for
  * it): here, and on every routing decision. */
 unsigned gw_backend_live(gw_backend_t *b);
+/* The routing seed of the live worker in slot `worker` (a hash of its id,
+ * stable across reconnects), or 0 when the slot holds no live worker. */
+uint64_t gw_backend_seed(const gw_backend_t *b, int worker);
 
 /* True if a live, non-draining worker offers svc. */
 bool gw_backend_offers(gw_backend_t *b, proto_span_t svc);

@@ -71,6 +71,7 @@ gw_sub_add(gw_chans_t *t, struct gw_conn *c, gw_sub_t **list, proto_span_t name,
             return NULL;
         }
         ch->hash = h;
+        ch->owner_slot = -1;
         ch->len = (uint16_t)name.len;
         memcpy(ch->name, name.ptr, name.len);
         if (first) {

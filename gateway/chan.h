@@ -42,6 +42,8 @@ typedef struct gw_chan {
     struct gw_chan *hnext; /* another channel with the same hash */
     gw_sub_t *head;        /* active subscribers */
     uint64_t hash;
+    uint64_t owner_seed; /* the worker its actor was on when we last told it (0: unknown) */
+    int owner_slot;      /* ... and that worker's slot then */
     uint32_t n_active;
     uint32_t n_subs; /* active and pending: the channel lives while > 0 */
     uint16_t len;

@@ -90,6 +90,8 @@ struct gw {
     gw_chans_t chans;
     gw_heap_t timers;    /* auth timeouts and token expiries */
     ev_timer auth_timer;
+    ev_timer rehome_timer; /* membership changed: channel actors may have moved */
+    proto_buf_t rehome;    /* the messages a re-homing pass sends */
 };
 
 /* --- messages ------------------------------------------------------------ */
@@ -867,11 +869,28 @@ s_chan_op(gw_t *gw, gw_conn_t *c, const proto_envelope_t *env)
         s_req_err(gw, c, &env->id, PROTO_ERR_OVERLOADED, "too many requests in flight");
         return;
     }
-    if (env->op == PROTO_OP_SUB) {
-        if (gw_sub_find(c->subs, env->channel)) {
+    if (env->op == PROTO_OP_SUB && (sub = gw_sub_find(c->subs, env->channel))) {
+        /* Subscribed already: only a recovery makes sense (the client saw
+         * the epoch change under it, e.g. the actor moved to another
+         * worker). The actor answers it; the subscription stays as is. */
+        if (!env->epoch.len || !sub->active) {
             s_req_err(gw, c, &env->id, PROTO_ERR_ALREADY_SUBSCRIBED, "already subscribed");
             return;
         }
+        sub = NULL;
+        if (s_chan_payload(gw, c, env, "sub")) {
+            err = PROTO_ERR_INTERNAL;
+            goto fail;
+        }
+        err = s_req_send(gw, GW_REQ_CHAN, c->id, &env->id, svc, env->channel, PROTO_BK_F_GW,
+                         s_user(c), proto_span(proto_buf_payload(&gw->payload), gw->payload.len),
+                         &r);
+        if (err)
+            goto fail;
+        c->inflight++;
+        return;
+    }
+    if (env->op == PROTO_OP_SUB) {
         if (c->n_subs >= gw->cfg.max_subs) {
             s_req_err(gw, c, &env->id, PROTO_ERR_TOO_MANY_SUBS,
                       "over the subscriptions per connection (max-subs)");
@@ -894,8 +913,15 @@ s_chan_op(gw_t *gw, gw_conn_t *c, const proto_envelope_t *env)
                      proto_span(proto_buf_payload(&gw->payload), gw->payload.len), &r);
     if (err)
         goto fail;
-    if (sub)
+    if (sub) {
         r->seq = sub->seq;
+        /* The first subscription tells us where the channel's actor is;
+         * after that only a re-homing pass moves it (s_rehome_cb). */
+        if (!sub->chan->owner_seed) {
+            sub->chan->owner_seed = gw_backend_seed(gw->backend, r->worker);
+            sub->chan->owner_slot = r->worker;
+        }
+    }
     c->inflight++;
     return;
 fail:
@@ -1198,6 +1224,106 @@ gw_conn_closed(gw_t *gw, gw_conn_t *c)
 }
 
 /* --- worker messages ------------------------------------------------------------------ */
+
+/* --- channel actors that moved ------------------------------------------------ */
+
+void
+gw_on_membership(gw_t *gw)
+{
+    if (!gw->chans.n_chans || ev_is_active(&gw->rehome_timer))
+        return;
+    ev_timer_set(&gw->rehome_timer, 0, 0);
+    ev_timer_start(gw->loop, &gw->rehome_timer);
+}
+
+/* Appends one message for worker slot `slot` to gw->rehome:
+ * [slot u32][hdr len u32][payload len u32][hdr][payload]. */
+static int
+s_rehome_add(gw_t *gw, int slot, const proto_buf_t *hdr, const proto_buf_t *payload)
+{
+    uint32_t head[3] = {(uint32_t)slot, (uint32_t)hdr->len, (uint32_t)payload->len};
+
+    return proto_buf_append(&gw->rehome, head, sizeof(head)) ||
+           proto_buf_append(&gw->rehome, proto_buf_payload(hdr), hdr->len) ||
+           proto_buf_append(&gw->rehome, proto_buf_payload(payload), payload->len);
+}
+
+/* Plans what one channel needs when its actor is no longer where we told
+ * it about our subscribers: the old actor (if its worker still lives)
+ * drops every subscriber of this gateway, the new one takes them all,
+ * without join events. No send happens here: a send can lose a worker,
+ * which frees subscriptions while we walk them. */
+static void
+s_rehome_chan(gw_t *gw, gw_chan_t *ch)
+{
+    proto_span_t svc = s_svc_span(gw->cfg.channel_service);
+    proto_span_t name = proto_span(ch->name, ch->len);
+    int w = gw_backend_route(gw->backend, svc, name, NULL);
+    uint64_t seed = gw_backend_seed(gw->backend, w);
+    proto_buf_t *p = &gw->payload;
+    gw_sub_t *sub;
+
+    if (seed == ch->owner_seed)
+        return;
+    if (ch->owner_seed && gw_backend_seed(gw->backend, ch->owner_slot) == ch->owner_seed) {
+        proto_buf_reset(&gw->hdr);
+        proto_buf_reset(p);
+        if (!proto_bk_encode_req(&gw->hdr, 0, 0, svc, name, PROTO_BK_F_GW, proto_span(NULL, 0)) &&
+            !mpk_write_map(p, 2) && !mpk_write_cstr(p, "op") && !mpk_write_cstr(p, "drop") &&
+            !mpk_write_cstr(p, "channel") && !mpk_write_str(p, ch->name, ch->len))
+            s_rehome_add(gw, ch->owner_slot, &gw->hdr, p);
+    }
+    ch->owner_seed = seed;
+    ch->owner_slot = w;
+    if (!seed || !ch->n_active)
+        return;
+    proto_buf_reset(&gw->hdr);
+    proto_buf_reset(p);
+    if (proto_bk_encode_req(&gw->hdr, 0, 0, svc, name, PROTO_BK_F_GW, proto_span(NULL, 0)) ||
+        mpk_write_map(p, 3) || mpk_write_cstr(p, "op") || mpk_write_cstr(p, "rejoin") ||
+        mpk_write_cstr(p, "channel") || mpk_write_str(p, ch->name, ch->len) ||
+        mpk_write_cstr(p, "subs") || mpk_write_array(p, ch->n_active))
+        return;
+    for (sub = ch->head; sub; sub = sub->next) {
+        proto_span_t user = s_user(sub->conn);
+
+        if (mpk_write_array(p, 3) || mpk_write_uint(p, sub->conn->id) ||
+            mpk_write_str(p, user.ptr, user.len) || mpk_write_bool(p, sub->presence))
+            return;
+    }
+    s_rehome_add(gw, w, &gw->hdr, p);
+}
+
+static void
+s_rehome_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    gw_t *gw = t->data;
+    const uint8_t *p, *end;
+    size_t i;
+
+    (void)loop;
+    (void)revents;
+    proto_buf_reset(&gw->rehome);
+    for (i = 0; gw->chans.map.slots && i <= gw->chans.map.mask; i++) {
+        gw_chan_t *ch = gw->chans.map.slots[i].id ? gw->chans.map.slots[i].ptr : NULL;
+
+        for (; ch; ch = ch->hnext)
+            s_rehome_chan(gw, ch);
+    }
+    p = proto_buf_payload(&gw->rehome);
+    end = p ? p + gw->rehome.len : p;
+    while (p && p < end) {
+        uint32_t head[3];
+        proto_buf_t hdr;
+
+        memcpy(head, p, sizeof(head));
+        p += sizeof(head);
+        hdr = (proto_buf_t){(uint8_t *)p, 0, head[1], head[1]};
+        gw_backend_send(gw->backend, (int)head[0], &hdr, proto_span(p + head[1], head[2]));
+        p += head[1] + head[2];
+    }
+    proto_buf_reset(&gw->rehome);
+}
 
 /* --- publishing without a client: admin HTTP and a worker's PUBLISH ------- */
 
@@ -1894,11 +2020,15 @@ gw_new(const gw_config_t *cfg, void *ev_loop)
         return NULL;
     gw->cfg = *cfg;
     gw->loop = ev_loop;
+    /* before the backend exists: it may report membership at any time */
+    ev_init(&gw->rehome_timer, s_rehome_cb);
+    gw->rehome_timer.data = gw;
     gw->next_conn_id = 1;
     gw->next_rid = 1;
     proto_buf_init(&gw->scratch, 0);
     proto_buf_init(&gw->hdr, 0);
     proto_buf_init(&gw->payload, 0);
+    proto_buf_init(&gw->rehome, 0);
     gw_heap_init(&gw->timers);
     if (gw_idmap_init(&gw->conns, 1024) || gw_idmap_init(&gw->reqs, 1024) ||
         gw_chans_init(&gw->chans))
@@ -1965,6 +2095,8 @@ gw_destroy(gw_t **self_p)
         ev_timer_stop(gw->loop, &gw->drain_tick);
     if (ev_is_active(&gw->auth_timer))
         ev_timer_stop(gw->loop, &gw->auth_timer);
+    if (ev_is_active(&gw->rehome_timer))
+        ev_timer_stop(gw->loop, &gw->rehome_timer);
     free(gw->drain_ids);
     if (ev_is_active(&gw->sigint))
         ev_signal_stop(gw->loop, &gw->sigint);
@@ -1990,6 +2122,7 @@ gw_destroy(gw_t **self_p)
     proto_buf_fini(&gw->scratch);
     proto_buf_fini(&gw->hdr);
     proto_buf_fini(&gw->payload);
+    proto_buf_fini(&gw->rehome);
     free(gw);
     *self_p = NULL;
 }

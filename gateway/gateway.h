@@ -161,6 +161,9 @@ uint64_t gw_now_ms(gw_t *gw);
 
 /* A decoded message from worker slot `worker` (not HELLO). */
 void gw_on_backend(gw_t *gw, int worker, const proto_bk_t *hdr, proto_span_t payload);
+/* The set of workers offering some service changed: channel actors may
+ * have moved. Only schedules the work; safe to call from anywhere. */
+void gw_on_membership(gw_t *gw);
 /* Worker `worker` is gone (no HELLO in time, unreachable, or BYE): every
  * request it held is sent again (retry-safe services) or answered
  * `unavailable`. Membership no longer includes it. */

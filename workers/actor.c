@@ -1,16 +1,20 @@
 /*
  * actor.c - the actor runtime (actor.h).
  *
- * Every live actor is in the table, and in exactly one of three places:
+ * Every live actor is in the table, and in exactly one of four places:
  *
  *   IDLE     empty mailbox; on the LRU list, oldest first. Passivation by
  *            idle time and eviction under max_actors both take the head.
+ *   PARKED   empty mailbox but pinned (wk_actor_pin): on no list at all,
+ *            so neither the idle tick nor eviction can reach it.
  *   QUEUED   non-empty mailbox; on the run queue, once.
  *   RUNNING  its behaviour is on the stack (its mailbox may grow meanwhile,
  *            when a behaviour delivers; it is re-queued afterwards).
  *
- * So a delivery, a turn and a passivation are each O(1) list moves, and an
- * actor that is running or has work is never passivated under it.
+ * So a delivery, a turn, a pin and a passivation are each O(1) list moves,
+ * and an actor that is running, has work or is pinned is never passivated
+ * under it. Keeping pinned actors off the LRU (rather than skipping them
+ * there) keeps the LRU in idle_since order and its head the only candidate.
  *
  * An actor's state is created lazily, by the first turn (start_fn), not by
  * the delivery: start_fn then runs on the same path as every behaviour,
@@ -37,13 +41,15 @@ typedef struct wk_mail {
     uint64_t conn;
     uint32_t flags;
     uint32_t close_code;
-    size_t len;
+    size_t len;      /* payload bytes, at data */
+    size_t user_len; /* REQ's user, right after the payload */
     uint8_t data[];
 } wk_mail_t;
 
 typedef enum {
     WK_SCHED_NEW = 0, /* just created, no list yet */
     WK_SCHED_IDLE,
+    WK_SCHED_PARKED,
     WK_SCHED_QUEUED,
     WK_SCHED_RUNNING,
 } wk_sched_t;
@@ -55,6 +61,7 @@ struct wk_actor {
     uint64_t hash;
     void *state;
     bool started;
+    bool pinned;
     wk_sched_t sched;
     wk_mail_t *mb_head;
     wk_mail_t *mb_tail;
@@ -89,6 +96,7 @@ struct wk_runtime {
 
     uint64_t now;
     bool running;
+    uint64_t publish_ref; /* last PUBLISH ref handed out */
 
     /* The message being handled, so wk_reply/wk_error can check that they
      * answer it, and answer it once. */
@@ -142,7 +150,8 @@ s_service_lookup(const wk_runtime_t *rt, proto_span_t name)
 const wk_service_t *
 wk_service_find(const char *name)
 {
-    static const wk_service_t *const builtin[] = {&wk_svc_echo, &wk_svc_counter, &wk_svc_auth};
+    static const wk_service_t *const builtin[] = {&wk_svc_echo, &wk_svc_counter, &wk_svc_auth,
+                                                  &wk_svc_chan};
     if (!name)
         return NULL;
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
@@ -280,6 +289,42 @@ s_lru_remove(wk_runtime_t *rt, wk_actor_t *a)
     rt->st.idle_actors--;
 }
 
+/* An actor whose mailbox just emptied: on the LRU, or parked if pinned. */
+static void
+s_idle_push(wk_runtime_t *rt, wk_actor_t *a)
+{
+    if (a->pinned) {
+        a->sched = WK_SCHED_PARKED;
+        rt->st.idle_actors++;
+    } else {
+        s_lru_push(rt, a);
+    }
+}
+
+/* Takes an idle actor (IDLE or PARKED) off its place, for the run queue. */
+static void
+s_idle_remove(wk_runtime_t *rt, wk_actor_t *a)
+{
+    if (a->sched == WK_SCHED_IDLE) {
+        s_lru_remove(rt, a);
+    } else {
+        assert(a->sched == WK_SCHED_PARKED);
+        rt->st.idle_actors--;
+    }
+}
+
+static void
+s_pin_set(wk_runtime_t *rt, wk_actor_t *a, bool pinned)
+{
+    if (a->pinned == pinned)
+        return;
+    a->pinned = pinned;
+    if (pinned)
+        rt->st.pinned++;
+    else
+        rt->st.pinned--;
+}
+
 /* --- actor lifecycle --------------------------------------------------- */
 
 static wk_actor_t *
@@ -309,6 +354,7 @@ s_actor_stop(wk_runtime_t *rt, wk_actor_t *a)
         a->svc->stop_fn(a, a->state);
     a->state = NULL;
     a->started = false;
+    s_pin_set(rt, a, false); /* the state that needed it is gone */
     rt->st.passivated++;
 }
 
@@ -469,7 +515,11 @@ wk_runtime_deliver(wk_runtime_t *rt, uint32_t origin, const proto_bk_t *hdr, con
         rt->st.evicted++;
     }
 
-    wk_mail_t *mail = malloc(sizeof *mail + len);
+    /* Only a REQ carries a user; the decoder leaves it empty otherwise. */
+    proto_span_t user = kind == WK_MSG_REQ ? hdr->user : proto_span(NULL, 0);
+    if (user.len && !user.ptr)
+        user.len = 0;
+    wk_mail_t *mail = malloc(sizeof *mail + len + user.len);
     if (!mail)
         goto out_nomem;
     mail->next = NULL;
@@ -480,8 +530,11 @@ wk_runtime_deliver(wk_runtime_t *rt, uint32_t origin, const proto_bk_t *hdr, con
     mail->flags = hdr->flags;
     mail->close_code = kind == WK_MSG_CLOSED ? hdr->close_code : 0;
     mail->len = len;
+    mail->user_len = user.len;
     if (len)
         memcpy(mail->data, payload, len);
+    if (user.len)
+        memcpy(mail->data + len, user.ptr, user.len);
 
     if (!a) {
         a = s_actor_new(rt, svc, rt->svc_name_len[si], hash, hdr->key);
@@ -502,7 +555,8 @@ wk_runtime_deliver(wk_runtime_t *rt, uint32_t origin, const proto_bk_t *hdr, con
 
     switch (a->sched) {
     case WK_SCHED_IDLE:
-        s_lru_remove(rt, a);
+    case WK_SCHED_PARKED:
+        s_idle_remove(rt, a);
         s_run_push(rt, a);
         break;
     case WK_SCHED_NEW:
@@ -537,6 +591,7 @@ s_actor_turn(wk_runtime_t *rt, wk_actor_t *a, const wk_mail_t *mail)
         .flags = mail->flags,
         .close_code = mail->close_code,
         .data = proto_span(mail->data, mail->len),
+        .user = proto_span(mail->data + mail->len, mail->user_len),
     };
     const char *why = "request not answered";
     int rc = 0;
@@ -606,7 +661,7 @@ wk_runtime_run(wk_runtime_t *rt, size_t budget)
         if (a->mb_head) {
             s_run_push(rt, a); /* to the back: round robin */
         } else if (a->started) {
-            s_lru_push(rt, a);
+            s_idle_push(rt, a);
         } else {
             /* Stopped, or its start failed, and nothing waits: drop it. */
             s_table_remove(rt, a);
@@ -669,6 +724,30 @@ const wk_service_t *
 wk_actor_service(const wk_actor_t *a)
 {
     return a->svc;
+}
+
+uint64_t
+wk_actor_now(const wk_actor_t *a)
+{
+    return a->rt->now;
+}
+
+void
+wk_actor_pin(wk_actor_t *a, bool pinned)
+{
+    wk_runtime_t *rt = a->rt;
+    if (a->pinned == pinned || (pinned && !a->started))
+        return;
+    s_pin_set(rt, a, pinned);
+    /* Normally called by the running actor, whose place is chosen after
+     * its turn (s_idle_push). An idle actor moves at once. */
+    if (a->sched == WK_SCHED_IDLE && pinned) {
+        s_lru_remove(rt, a);
+        s_idle_push(rt, a);
+    } else if (a->sched == WK_SCHED_PARKED && !pinned) {
+        rt->st.idle_actors--;
+        s_lru_push(rt, a); /* the idle clock starts now */
+    }
 }
 
 /* The checks wk_reply and wk_error share: m is the message being handled
@@ -757,6 +836,75 @@ wk_close(wk_actor_t *a, uint32_t origin, uint64_t conn, uint32_t code, const cha
     if (!proto_utf8_valid((const uint8_t *)reason, len))
         len = 0;
     if (rt->out->close_fn(rt->out_ctx, origin, conn, code, proto_span(reason, len)) != 0) {
+        rt->st.out_dropped++;
+        return -1;
+    }
+    return 0;
+}
+
+/* What wk_broadcast_pub and wk_publish accept as a channel name: what the
+ * backend header decoder takes (protocol/backend.c), so a gateway never
+ * drops our PUB as malformed. */
+static bool
+s_channel_ok(proto_span_t channel)
+{
+    return channel.len >= 1 && channel.len <= PROTO_BK_CHANNEL_MAX && channel.ptr &&
+           proto_utf8_valid(channel.ptr, channel.len);
+}
+
+static bool
+s_str_ok(proto_span_t s, size_t max)
+{
+    return s.len <= max && (s.len == 0 || (s.ptr && proto_utf8_valid(s.ptr, s.len)));
+}
+
+int
+wk_broadcast_pub(wk_actor_t *a, proto_span_t channel, uint32_t kind, uint64_t offset,
+                 proto_span_t epoch, proto_span_t user, const void *data, size_t len)
+{
+    static const uint8_t nil = 0xc0;
+    wk_runtime_t *rt = a->rt;
+    bool ok = s_channel_ok(channel) && kind <= PROTO_BK_PUB_LEAVE &&
+              s_str_ok(epoch, PROTO_BK_EPOCH_MAX) && s_str_ok(user, PROTO_BK_USER_MAX);
+    if (ok && kind == PROTO_BK_PUB_MSG) {
+        ok = data && mpk_validate(data, len, MPK_MAX_DEPTH) == PROTO_OK;
+    } else {
+        data = &nil; /* presence events carry no data */
+        len = 1;
+    }
+    if (!ok) {
+        rt->st.bad_output++;
+        return -1;
+    }
+    if (!rt->out->pub_fn) {
+        rt->st.out_dropped++;
+        return -1;
+    }
+    rt->st.pubs++;
+    if (rt->out->pub_fn(rt->out_ctx, channel, kind, offset, epoch, user, data, len) != 0) {
+        rt->st.out_dropped++;
+        return -1;
+    }
+    return 0;
+}
+
+int
+wk_publish(wk_actor_t *a, proto_span_t channel, const void *data, size_t len)
+{
+    wk_runtime_t *rt = a->rt;
+    if (!s_channel_ok(channel) || !data || mpk_validate(data, len, MPK_MAX_DEPTH) != PROTO_OK) {
+        rt->st.bad_output++;
+        return -1;
+    }
+    if (!rt->out->publish_fn) {
+        rt->st.out_dropped++;
+        return -1;
+    }
+    /* The gateway that sent the message being handled is known to be up;
+     * outside a message (stop_fn) the output picks one. */
+    uint32_t origin = rt->cur_actor == a && rt->cur_msg ? rt->cur_msg->origin : WK_ORIGIN_ANY;
+    rt->st.publishes++;
+    if (rt->out->publish_fn(rt->out_ctx, origin, ++rt->publish_ref, channel, data, len) != 0) {
         rt->st.out_dropped++;
         return -1;
     }

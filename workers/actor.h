@@ -13,7 +13,9 @@
  * counted otherwise: live actors (max_actors; at the bound, the least
  * recently used idle actor is passivated to make room, and if no actor is
  * idle the message is refused) and messages per mailbox (mailbox_max).
- * Idle actors are passivated after idle_ms by wk_runtime_tick().
+ * Idle actors are passivated after idle_ms by wk_runtime_tick(). Pinned
+ * actors (wk_actor_pin) are never idle in that sense: neither passivated
+ * by time nor evicted.
  *
  * The runtime never touches ZeroMQ: everything it emits goes through a
  * wk_out_t, which the link (link.h) implements with zmq sends and tests
@@ -31,6 +33,10 @@
 
 typedef struct wk_runtime wk_runtime_t;
 
+/* publish_fn's origin when the behaviour is not handling a message from a
+ * gateway: the output picks a live link. */
+#define WK_ORIGIN_ANY UINT32_MAX
+
 /*
  * Where the runtime's outputs go. Every pointer argument is borrowed for
  * the call: an implementation that keeps bytes must copy them. Each
@@ -38,6 +44,11 @@ typedef struct wk_runtime wk_runtime_t;
  * `origin` is the gateway link the triggering message came from (or the
  * one a behaviour named in wk_send/wk_close); the implementation rejects
  * origins it does not know.
+ *
+ * pub_fn sends one PUB to every gateway link (-1 if any link dropped it);
+ * publish_fn one PUBLISH to link `origin` (or any live one for
+ * WK_ORIGIN_ANY). Both may be NULL for a runtime whose services never
+ * publish: the calls then fail and count as dropped.
  */
 typedef struct {
     int (*reply_fn)(void *ctx, uint32_t origin, uint64_t rid, const void *data, size_t len);
@@ -45,6 +56,10 @@ typedef struct {
     int (*send_fn)(void *ctx, uint32_t origin, const uint64_t *conns, size_t n, uint32_t flags,
                    proto_span_t svc, const void *payload, size_t len);
     int (*close_fn)(void *ctx, uint32_t origin, uint64_t conn, uint32_t code, proto_span_t reason);
+    int (*pub_fn)(void *ctx, proto_span_t channel, uint32_t kind, uint64_t offset,
+                  proto_span_t epoch, proto_span_t user, const void *payload, size_t len);
+    int (*publish_fn)(void *ctx, uint32_t origin, uint64_t ref, proto_span_t channel,
+                      const void *data, size_t len);
 } wk_out_t;
 
 /* Zero fields take the WK_DEFAULT_* values. */
@@ -69,8 +84,11 @@ typedef struct {
     uint64_t evicted;      /* ... of which to make room under max_actors */
     uint64_t bad_output;   /* wk_* calls refused: double reply, bad msgpack, bad code */
     uint64_t out_dropped;  /* outputs the wk_out_t dropped */
+    uint64_t pubs;         /* wk_broadcast_pub calls handed to the output */
+    uint64_t publishes;    /* wk_publish calls handed to the output */
     uint64_t live_actors;  /* gauge */
     uint64_t idle_actors;  /* gauge: live actors with an empty mailbox */
+    uint64_t pinned;       /* gauge: live actors pinned (wk_actor_pin) */
     uint64_t queued;       /* gauge: messages in all mailboxes */
 } wk_stats_t;
 
@@ -91,7 +109,7 @@ void wk_runtime_destroy(wk_runtime_t **rt_p);
 /*
  * Delivers one REQ, OPEN or CLOSED message from gateway link `origin`.
  * hdr and payload are borrowed: the key is copied into the actor when it is
- * created and payload[0..len) into the mailbox entry, so both may be freed
+ * created, payload[0..len) and a REQ's user into the mailbox entry, so both may be freed
  * when this returns. 0 when queued; -1 when refused (other header type, no
  * such service, overloaded, out of memory), in which case a request with
  * rid != 0 has already been answered with an error.

@@ -287,7 +287,66 @@ s_out_close(void *ctx, uint32_t origin, uint64_t conn, uint32_t code, proto_span
     return s_send(l, origin, false, NULL, 0);
 }
 
-const wk_out_t wk_link_out = {s_out_reply, s_out_error, s_out_send, s_out_close};
+/* One PUB per gateway: the header is encoded once, the payload frame is
+ * copied by zmq_send per gateway (ZeroMQ's copy; a zero-copy shared frame
+ * would need a refcounted free function for a few hundred bytes). A
+ * gateway whose queue is full misses this publication, the others do not
+ * wait for it; its clients notice the gap in offsets and recover. */
+static int
+s_out_pub(void *ctx, proto_span_t channel, uint32_t kind, uint64_t offset, proto_span_t epoch,
+          proto_span_t user, const void *payload, size_t len)
+{
+    wk_link_t *l = ctx;
+    int rc = 0;
+    proto_buf_reset(&l->scratch);
+    if (proto_bk_encode_pub(&l->scratch, channel, kind, offset, epoch, user) != 0) {
+        l->st.tx_dropped++;
+        l->st.pub_dropped += l->n_gw;
+        return -1;
+    }
+    for (size_t i = 0; i < l->n_gw; i++) {
+        if (s_send(l, (uint32_t)i, true, payload, len) == 0) {
+            l->st.pub_tx++;
+        } else {
+            l->st.pub_dropped++;
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+/* A gateway that answered one of our last HELLOs. */
+static bool
+s_gateway_live(const wk_link_t *l, size_t i, uint64_t now)
+{
+    return l->gw[i].last_welcome && now - l->gw[i].last_welcome < l->hello_ms * 3 / 2;
+}
+
+static int
+s_out_publish(void *ctx, uint32_t origin, uint64_t ref, proto_span_t channel, const void *data,
+              size_t len)
+{
+    wk_link_t *l = ctx;
+    if (origin == WK_ORIGIN_ANY) {
+        uint64_t now = s_now_ms();
+        origin = 0;
+        for (size_t i = 0; i < l->n_gw; i++) {
+            if (s_gateway_live(l, i, now)) {
+                origin = (uint32_t)i;
+                break;
+            }
+        }
+    }
+    proto_buf_reset(&l->scratch);
+    if (proto_bk_encode_publish(&l->scratch, ref, channel) != 0) {
+        l->st.tx_dropped++;
+        return -1;
+    }
+    return s_send(l, origin, true, data, len);
+}
+
+const wk_out_t wk_link_out = {s_out_reply, s_out_error, s_out_send,
+                              s_out_close, s_out_pub,   s_out_publish};
 
 /* --- input ------------------------------------------------------------- */
 
@@ -329,6 +388,19 @@ s_dispatch(wk_link_t *l, uint32_t origin, wk_runtime_t *rt, zmq_msg_t *hdr_frame
         if (wk_runtime_deliver(rt, origin, &hdr, payload ? zmq_msg_data(payload) : NULL,
                                payload ? zmq_msg_size(payload) : 0) != 0)
             l->st.refused++;
+        break;
+    case PROTO_BK_PUBLISHED:
+        /* wk_publish is fire and forget: the outcome is counted, and a
+         * failure logged, but nothing goes back to the service. */
+        if (hdr.code.len == 0) {
+            l->st.publish_ok++;
+        } else {
+            l->st.publish_err++;
+            s_log_limited(l, "gateway %s: publish %llu failed: %.*s %.*s", ep,
+                          (unsigned long long)hdr.rid, (int)hdr.code.len,
+                          (const char *)hdr.code.ptr, (int)hdr.text.len,
+                          (const char *)hdr.text.ptr);
+        }
         break;
     case PROTO_BK_DRAINING:
         l->gw[origin].drain_acked = true;

@@ -45,6 +45,10 @@ typedef struct {
     uint64_t tx;          /* messages sent */
     uint64_t tx_dropped;  /* sends that failed: queue full, bad origin, no memory */
     uint64_t hello;       /* HELLOs queued */
+    uint64_t pub_tx;      /* PUBs queued (one per gateway per wk_broadcast_pub) */
+    uint64_t pub_dropped; /* ... that a gateway's queue refused (also in tx_dropped) */
+    uint64_t publish_ok;  /* PUBLISHED answers: the publication went out */
+    uint64_t publish_err; /* PUBLISHED answers with an error code (logged, rate-limited) */
 } wk_link_stats_t;
 
 /*
@@ -61,7 +65,9 @@ void wk_link_destroy(wk_link_t **link_p);
 
 /*
  * The runtime output that sends on this link: pass it to wk_runtime_new()
- * with the link as out_ctx.
+ * with the link as out_ctx. pub_fn sends on every gateway; publish_fn with
+ * WK_ORIGIN_ANY picks the first gateway that answered our last HELLOs
+ * (else the first one: ZeroMQ queues it until that gateway is back).
  */
 extern const wk_out_t wk_link_out;
 

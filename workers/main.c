@@ -11,6 +11,7 @@
 #include "jwt.h"
 #include "link.h"
 #include "svc_auth.h"
+#include "svc_chan.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -39,6 +40,8 @@ typedef struct {
     wk_runtime_cfg_t rt;
     uint64_t hello_ms;
     uint64_t drain_ms;
+    wk_chan_cfg_t chan; /* chan.public_patterns points at chan_public */
+    char chan_public[WK_CHAN_PUBLIC_BYTES];
     char curve_secret_file[512];
     char curve_server_key[PROTO_Z85_KEY_LEN + 1];
     char curve_secret[PROTO_Z85_KEY_LEN + 1]; /* read from the file */
@@ -141,6 +144,14 @@ s_set_nonempty(void *obj, const proto_setting_t *s, const char *val, char *err, 
 }
 
 static int
+s_set_chan_public(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
+{
+    if (wk_chan_patterns_check(val, err, errsz) != 0)
+        return -1;
+    return proto_setting_set_str(obj, s, val, err, errsz);
+}
+
+static int
 s_set_key(void *obj, const proto_setting_t *s, const char *val, char *err, size_t errsz)
 {
     if (!proto_z85_key_valid(val, strlen(val))) {
@@ -171,6 +182,18 @@ static const proto_setting_t s_settings[] = {
     NUM("hello-ms", hello_ms, 1, 3600000, "HELLO / heartbeat interval (1000)"),
     NUM("drain-ms", drain_ms, 0, 3600000,
         "on SIGTERM, longest wait for the gateways' drain acknowledgements (10000; 0: none)"),
+    /* the chan service (svc_chan.h) */
+    {"chan-public", "LIST",
+     "chan: comma-separated channel patterns (name or prefix*) anyone may subscribe to and "
+     "publish on (none)",
+     s_set_chan_public, proto_setting_show_str, NULL, F(chan_public), 0, 0},
+    NUM("chan-history", chan.history, 0, 1000000, "chan: publications kept per channel (100)"),
+    NUM("chan-history-ttl-s", chan.history_ttl_s, 0, 31536000,
+        "chan: history kept at most this long, in seconds (300; 0: no limit)"),
+    NUM("chan-history-bytes", chan.history_bytes, 0, 1073741824,
+        "chan: bytes of publication data kept per channel (1048576)"),
+    NUM("chan-max-subscribers", chan.max_subscribers, 1, UINT32_MAX,
+        "chan: subscribed connections per channel; more: overloaded (100000)"),
     {"curve-secret-file", "FILE", "CURVE: this worker's secret key (wsgate-keygen)",
      proto_setting_set_str, proto_setting_show_str, NULL, F(curve_secret_file), 0, 0},
     {"curve-server-key", "Z85", "CURVE: the gateways' public key", s_set_key,
@@ -234,6 +257,7 @@ s_setup_auth(const wk_opts_t *o)
 static int
 s_parse_args(wk_opts_t *o, int argc, char **argv)
 {
+    wk_chan_cfg_defaults(&o->chan);
     o->rt.max_actors = WK_DEFAULT_MAX_ACTORS;
     o->rt.idle_ms = WK_DEFAULT_IDLE_MS;
     o->rt.mailbox_max = WK_DEFAULT_MAILBOX_MAX;
@@ -249,6 +273,13 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
         return 2;
     if (s_parse_services(o) != 0)
         return 2;
+    /* Always, whether or not chan runs here: the flags are checked alike. */
+    o->chan.public_patterns = o->chan_public;
+    char chan_err[256];
+    if (wk_chan_configure(&o->chan, chan_err, sizeof chan_err) != 0) {
+        fprintf(stderr, "wsgate-worker: %s\n", chan_err);
+        return 2;
+    }
     if (!o->id[0]) {
         char host[64];
         if (gethostname(host, sizeof host) != 0)
@@ -353,13 +384,16 @@ main(int argc, char **argv)
     wk_link_stats(link, &ls);
     fprintf(stderr,
             "wsgate-worker %s: rx %llu tx %llu dropped %llu malformed %llu; handled %llu "
-            "errors %llu unanswered %llu overloaded %llu passivated %llu live %llu\n",
+            "errors %llu unanswered %llu overloaded %llu passivated %llu live %llu; "
+            "pub %llu pub_dropped %llu publish_ok %llu publish_err %llu\n",
             o.id, (unsigned long long)ls.rx, (unsigned long long)ls.tx,
             (unsigned long long)ls.tx_dropped,
             (unsigned long long)(ls.malformed + ls.bad_version + ls.unexpected),
             (unsigned long long)rs.handled, (unsigned long long)rs.errors,
             (unsigned long long)rs.unanswered, (unsigned long long)rs.overloaded,
-            (unsigned long long)rs.passivated, (unsigned long long)rs.live_actors);
+            (unsigned long long)rs.passivated, (unsigned long long)rs.live_actors,
+            (unsigned long long)ls.pub_tx, (unsigned long long)ls.pub_dropped,
+            (unsigned long long)ls.publish_ok, (unsigned long long)ls.publish_err);
 
     /* The runtime first: stop_fn may still send through the link. */
     wk_runtime_destroy(&rt);

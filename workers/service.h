@@ -44,9 +44,11 @@ typedef struct {
     uint32_t origin;     /* which gateway link it came from */
     uint64_t rid;        /* REQ: gateway's request id; 0 = no reply wanted */
     uint64_t conn;       /* the client connection, unique on its gateway */
-    uint32_t flags;      /* PROTO_BK_F_RAW, PROTO_BK_F_TEXT */
+    uint32_t flags;      /* PROTO_BK_F_RAW, PROTO_BK_F_TEXT, PROTO_BK_F_GW */
     uint32_t close_code; /* CLOSED: the websocket close code, 0 if none */
     proto_span_t data;   /* REQ: msgpack data, or raw bytes with PROTO_BK_F_RAW */
+    proto_span_t user;   /* REQ: the connection's user as the gateway knows it; empty when
+                            anonymous (or from a gateway that does not send it) */
 } wk_msg_t;
 
 /* Return this from handle_fn to passivate the actor right after the message. */
@@ -76,6 +78,20 @@ typedef struct wk_service {
 proto_span_t wk_actor_key(const wk_actor_t *a);
 const wk_service_t *wk_actor_service(const wk_actor_t *a);
 
+/* The runtime's clock in milliseconds (monotonic; what the worker last
+ * gave wk_runtime_tick). Tests drive it by hand. */
+uint64_t wk_actor_now(const wk_actor_t *a);
+
+/*
+ * Pins or unpins the actor. A pinned actor is never passivated for being
+ * idle nor evicted to make room under the live-actor bound: use it while
+ * the state is something the rest of the system relies on (a channel with
+ * subscribers). WK_STOP still stops it, and so does shutdown; passivation
+ * unpins. Once unpinned, the idle clock starts from that moment. Call it
+ * from the actor's own behaviour. O(1).
+ */
+void wk_actor_pin(wk_actor_t *a, bool pinned);
+
 /*
  * Outputs, valid inside handle_fn. Each returns 0, or -1 if the message
  * could not be queued to its gateway (counted by the runtime).
@@ -95,7 +111,31 @@ int wk_send(wk_actor_t *a, uint32_t origin, const uint64_t *conns, size_t n, uin
             const void *payload, size_t len);
 int wk_close(wk_actor_t *a, uint32_t origin, uint64_t conn, uint32_t code, const char *reason);
 
+/*
+ * wk_broadcast_pub: sends one PUB [1, 8, channel, kind, offset, epoch, user]
+ *           to EVERY gateway the worker is linked to, whichever sent the
+ *           message being handled: the channel service's fan-out, one
+ *           message per gateway however many subscribers there are. kind is
+ *           PROTO_BK_PUB_MSG (payload: data, one msgpack value) or
+ *           PROTO_BK_PUB_JOIN / _LEAVE (data ignored, payload nil).
+ *           channel: 1..PROTO_BK_CHANNEL_MAX bytes of UTF-8; epoch at most
+ *           PROTO_BK_EPOCH_MAX, user at most PROTO_BK_USER_MAX bytes of
+ *           UTF-8. -1 when an argument is refused (counted in bad_output)
+ *           or a gateway's queue dropped it (out_dropped).
+ * wk_publish: publishes data (one msgpack value) on a channel through the
+ *           gateway: PUBLISH [1, 9, ref, channel] to the gateway the current
+ *           message came from (outside a message: the first live one),
+ *           which hands it to the channel's actor as a trusted publication.
+ *           Fire and forget: the gateway's PUBLISHED answer is only counted
+ *           by the link (wk_link_stats_t publish_ok / publish_err),
+ *           never delivered back to the service. 0 when queued.
+ */
+int wk_broadcast_pub(wk_actor_t *a, proto_span_t channel, uint32_t kind, uint64_t offset,
+                     proto_span_t epoch, proto_span_t user, const void *data, size_t len);
+int wk_publish(wk_actor_t *a, proto_span_t channel, const void *data, size_t len);
+
 /* Built-in services. */
+extern const wk_service_t wk_svc_chan; /* channels; configured by svc_chan.h */
 extern const wk_service_t wk_svc_echo;
 extern const wk_service_t wk_svc_counter;
 extern const wk_service_t wk_svc_auth; /* svc_auth.c; configured by svc_auth.h */

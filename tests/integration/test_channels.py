@@ -19,6 +19,10 @@ import urllib.request
 import harness
 from authkit import AuthKit
 from harness import Client, Cluster, GatewayTestCase, JSON_PROTO, MSGPACK_PROTO, ws_connect
+from test_backend import PyWorker, pack
+import msgpack
+
+PUBLISH, PUBLISHED, REQ, REPLY = 9, 37, 34, 2
 
 API_KEY = "test-api-key-0123456789abcdef"
 
@@ -267,6 +271,36 @@ class ChannelsTest(GatewayTestCase):
         self.assertEqual(m.get("wsgate_http_publish_total", result="unauthorized"), 2)
         self.assertEqual(m.get("wsgate_http_publish_total", result="bad_request"), 2)
         self.assertEqual(m.get("wsgate_http_publish_total", result="ok"), 1)
+
+    async def test_worker_publish_and_the_user_in_requests(self):
+        """A worker in Python (the backend protocol only): it sees the
+        authenticated user in the REQ header, and publishes to a channel
+        with PUBLISH, answered with PUBLISHED."""
+        self.start_two()
+        py = PyWorker(self.cluster.backend, wid="py-pub", services=("whoami",))
+        try:
+            await self.wait_metric(lambda m: m.get("wsgate_workers") == 3, what="the Python worker")
+            sub = await self.client("carol", gw=1)
+            self.assertEqual((await self.op(sub, "sub", 1, channel="room:bk"))["op"], "res")
+            await sub.send({"op": "req", "id": 2, "svc": "whoami"})
+            hdr, payload = await py.next_of(REQ)
+            self.assertEqual(hdr[4], "whoami")
+            self.assertEqual(hdr[7], "carol", hdr)  # the user rides the REQ header
+            await py.send([1, REPLY, hdr[2]], pack(hdr[7]))
+            self.assertEqual((await self.reply(sub, 2))["data"], "carol")
+            await py.send([1, PUBLISH, 77, "room:bk"], pack({"from": "backend"}))
+            hdr, _ = await py.next_of(PUBLISHED)
+            self.assertEqual(hdr[2:5], [77, "", ""], hdr)
+            got = (await self.events(sub, 1))[0]
+            self.assertEqual((got["data"], got["offset"], got["epoch"]),
+                             ({"from": "backend"}, hdr[5], hdr[6]))
+            self.assertNotIn("user", got)
+            # a bad channel name is answered, not dropped
+            await py.send([1, PUBLISH, 78, "bad name"], pack(1))
+            hdr, _ = await py.next_of(PUBLISHED)
+            self.assertEqual(hdr[2:4], [78, "bad_channel"], hdr)
+        finally:
+            py.close()
 
 
 if __name__ == "__main__":

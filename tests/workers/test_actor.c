@@ -19,7 +19,7 @@
 
 /* --- recorded outputs -------------------------------------------------- */
 
-typedef enum { OUT_REPLY, OUT_ERROR, OUT_SEND, OUT_CLOSE } out_kind_t;
+typedef enum { OUT_REPLY, OUT_ERROR, OUT_SEND, OUT_CLOSE, OUT_PUB, OUT_PUBLISH } out_kind_t;
 
 typedef struct {
     out_kind_t kind;
@@ -35,6 +35,12 @@ typedef struct {
     char svc[PROTO_SVC_MAX + 1];
     uint64_t conn;
     uint32_t close_code;
+    char channel[PROTO_BK_CHANNEL_MAX + 1]; /* PUB, PUBLISH */
+    char epoch[PROTO_BK_EPOCH_MAX + 1];
+    char user[PROTO_BK_USER_MAX + 1];
+    uint32_t pub_kind;
+    uint64_t offset;
+    uint64_t ref;
 } out_rec_t;
 
 static struct {
@@ -125,7 +131,37 @@ s_out_close(void *ctx, uint32_t origin, uint64_t conn, uint32_t code, proto_span
     return g_out.fail ? -1 : 0;
 }
 
-static const wk_out_t s_out = {s_out_reply, s_out_error, s_out_send, s_out_close};
+/* Records one OUT_PUB: the runtime hands a broadcast to its output once,
+ * and the output (link.c) sends it on every gateway. */
+static int
+s_out_pub(void *ctx, proto_span_t channel, uint32_t kind, uint64_t offset, proto_span_t epoch,
+          proto_span_t user, const void *payload, size_t len)
+{
+    (void)ctx;
+    out_rec_t *r = s_rec(OUT_PUB, UINT32_MAX);
+    s_copy_str(r->channel, sizeof r->channel, channel);
+    s_copy_str(r->epoch, sizeof r->epoch, epoch);
+    s_copy_str(r->user, sizeof r->user, user);
+    r->pub_kind = kind;
+    r->offset = offset;
+    s_copy_data(r, payload, len);
+    return g_out.fail ? -1 : 0;
+}
+
+static int
+s_out_publish(void *ctx, uint32_t origin, uint64_t ref, proto_span_t channel, const void *data,
+              size_t len)
+{
+    (void)ctx;
+    out_rec_t *r = s_rec(OUT_PUBLISH, origin);
+    r->ref = ref;
+    s_copy_str(r->channel, sizeof r->channel, channel);
+    s_copy_data(r, data, len);
+    return g_out.fail ? -1 : 0;
+}
+
+static const wk_out_t s_out = {s_out_reply, s_out_error, s_out_send,
+                               s_out_close, s_out_pub,   s_out_publish};
 
 static void
 s_out_clear(void)
@@ -270,6 +306,12 @@ enum {
     OP_REENTER,    /* call the runtime back from inside the behaviour */
     OP_SEND,       /* push to the connection and close it */
     OP_REPLY_FAIL, /* reply, then return -1 */
+    OP_PIN,        /* pin, reply */
+    OP_UNPIN,      /* unpin, reply */
+    OP_PIN_STOP,   /* pin, reply, then return WK_STOP */
+    OP_USER,       /* record m->user, reply */
+    OP_PUB,        /* wk_broadcast_pub, good and bad arguments */
+    OP_PUBLISH,    /* wk_publish, good and bad arguments */
 };
 
 typedef struct {
@@ -291,6 +333,8 @@ static struct {
     uint64_t last_conn;
     uint32_t last_close_code;
     uint32_t last_origin;
+    char last_user[PROTO_BK_USER_MAX + 1];
+    int pub_rc[8];
 } g_probe;
 
 static int
@@ -326,6 +370,7 @@ probe_handle(wk_actor_t *a, void *state, const wk_msg_t *m)
     g_probe.last_conn = m->conn;
     g_probe.last_close_code = m->close_code;
     g_probe.last_origin = m->origin;
+    s_copy_str(g_probe.last_user, sizeof g_probe.last_user, m->user);
     if (m->kind != WK_MSG_REQ)
         goto out;
 
@@ -382,6 +427,47 @@ probe_handle(wk_actor_t *a, void *state, const wk_msg_t *m)
         wk_reply(a, m, n.b, n.len);
         rc = -1;
         break;
+    case OP_PIN:
+    case OP_UNPIN:
+        wk_actor_pin(a, op == OP_PIN);
+        rc = wk_reply(a, m, n.b, n.len);
+        break;
+    case OP_PIN_STOP:
+        wk_actor_pin(a, true);
+        wk_reply(a, m, n.b, n.len);
+        rc = WK_STOP;
+        break;
+    case OP_USER:
+        rc = wk_reply(a, m, n.b, n.len);
+        break;
+    case OP_PUB: {
+        proto_span_t ch = proto_span("room:1", 6), ep = proto_span("0badcafe", 8);
+        proto_span_t alice = proto_span("alice", 5), none = proto_span(NULL, 0);
+        static const uint8_t bad_utf8[] = {0xff};
+        char long_user[PROTO_BK_USER_MAX + 1];
+        memset(long_user, 'u', sizeof long_user);
+        g_probe.pub_rc[0] = wk_broadcast_pub(a, ch, PROTO_BK_PUB_MSG, 7, ep, alice, n.b, n.len);
+        /* JOIN: the data is ignored and the payload is nil */
+        g_probe.pub_rc[1] = wk_broadcast_pub(a, ch, PROTO_BK_PUB_JOIN, 7, ep, alice, bad, 1);
+        g_probe.pub_rc[2] = wk_broadcast_pub(a, none, PROTO_BK_PUB_MSG, 7, ep, alice, n.b, n.len);
+        g_probe.pub_rc[3] = wk_broadcast_pub(a, ch, 3, 7, ep, alice, n.b, n.len);
+        g_probe.pub_rc[4] = wk_broadcast_pub(a, ch, PROTO_BK_PUB_MSG, 7, ep, alice, bad, 1);
+        g_probe.pub_rc[5] =
+            wk_broadcast_pub(a, ch, PROTO_BK_PUB_MSG, 7, ep, proto_span(bad_utf8, 1), n.b, n.len);
+        g_probe.pub_rc[6] = wk_broadcast_pub(a, ch, PROTO_BK_PUB_MSG, 7, ep,
+                                             proto_span(long_user, sizeof long_user), n.b, n.len);
+        rc = wk_reply(a, m, n.b, n.len);
+        break;
+    }
+    case OP_PUBLISH: {
+        proto_span_t ch = proto_span("news", 4);
+        g_probe.pub_rc[0] = wk_publish(a, ch, n.b, n.len);
+        g_probe.pub_rc[1] = wk_publish(a, ch, n.b, n.len);
+        g_probe.pub_rc[2] = wk_publish(a, ch, bad, sizeof bad);
+        g_probe.pub_rc[3] = wk_publish(a, proto_span(NULL, 0), n.b, n.len);
+        rc = wk_reply(a, m, n.b, n.len);
+        break;
+    }
     default:
         fail_msg("unknown op %llu", (unsigned long long)op);
     }
@@ -1052,6 +1138,216 @@ test_destroy_with_mail(void **state)
     wk_runtime_destroy(NULL);
 }
 
+/* A pinned actor is neither passivated by idle time nor evicted under
+ * max_actors; unpinned, it is idle again from that moment. */
+static void
+test_pin(void **state)
+{
+    (void)state;
+    wk_runtime_t *rt = s_rt_new(2, 0, 1000);
+    wk_runtime_tick(rt, 1000);
+    assert_int_equal(s_req(rt, 1, "probe", "a", OP_PIN), 0);
+    s_drain(rt);
+    wk_stats_t st = s_stats(rt);
+    assert_int_equal(st.pinned, 1);
+    assert_int_equal(st.idle_actors, 1); /* parked: idle, but off the LRU */
+    assert_int_equal(wk_runtime_next_deadline(rt), UINT64_MAX);
+    wk_runtime_tick(rt, 1000000);
+    assert_int_equal(s_stats(rt).live_actors, 1);
+    assert_int_equal(g_probe.stops, 0);
+
+    /* b idle, a pinned: a new key evicts b, never a. */
+    assert_int_equal(s_req(rt, 2, "probe", "b", OP_REPLY), 0);
+    s_drain(rt);
+    assert_int_equal(s_req(rt, 3, "probe", "c", OP_REPLY), 0);
+    assert_int_equal(g_probe.stops, 1);
+    assert_string_equal(g_probe.last_stopped, "b");
+    /* c busy (mail queued), a pinned: nothing can make room. */
+    assert_int_equal(s_req(rt, 4, "probe", "d", OP_REPLY), -1);
+    assert_string_equal(s_out_for(4)->code, "overloaded");
+    s_drain(rt);
+    /* Pinned again from its own mail, still the same actor: state kept. */
+    assert_int_equal(s_req(rt, 5, "probe", "a", OP_PIN), 0);
+    s_drain(rt);
+    assert_int_equal(s_reply_uint(s_out_for(5)), 2);
+    assert_int_equal(s_stats(rt).pinned, 1);
+
+    /* Unpinned at 1000500: passivated idle_ms after that, not before. */
+    wk_runtime_tick(rt, 1000500);
+    assert_int_equal(s_req(rt, 6, "probe", "a", OP_UNPIN), 0);
+    s_drain(rt);
+    st = s_stats(rt);
+    assert_int_equal(st.pinned, 0);
+    assert_int_equal(st.idle_actors, 2);
+    assert_int_equal(st.live_actors, 2);
+    wk_runtime_tick(rt, 1001499);
+    assert_int_equal(s_stats(rt).live_actors, 1); /* c, idle since 1000000 */
+    assert_int_equal(wk_runtime_next_deadline(rt), 1001500);
+    wk_runtime_tick(rt, 1001500);
+    assert_int_equal(s_stats(rt).live_actors, 0);
+    assert_int_equal(s_stats(rt).idle_actors, 0);
+
+    /* WK_STOP ends a pinned actor too, and unpins it. */
+    assert_int_equal(s_req(rt, 7, "probe", "e", OP_PIN_STOP), 0);
+    s_drain(rt);
+    st = s_stats(rt);
+    assert_int_equal(st.live_actors, 0);
+    assert_int_equal(st.pinned, 0);
+    /* Shutdown passivates pinned actors as well. */
+    assert_int_equal(s_req(rt, 8, "probe", "f", OP_PIN), 0);
+    s_drain(rt);
+    int stops = g_probe.stops;
+    wk_runtime_destroy(&rt);
+    assert_int_equal(g_probe.stops, stops + 1);
+}
+
+/* Many pinned and unpinned actors in churn: the LRU stays in order, the
+ * gauges add up, and only unpinned actors expire. */
+static void
+test_pin_churn(void **state)
+{
+    (void)state;
+    enum { KEYS = 200 };
+    wk_runtime_t *rt = s_rt_new(0, 0, 100);
+    char key[16];
+    uint64_t rid = 1;
+    for (uint64_t t = 1; t <= 20; t++) {
+        wk_runtime_tick(rt, t * 10);
+        for (int k = 0; k < KEYS; k++) {
+            if ((k + (int)t) % 7 != 0)
+                continue;
+            snprintf(key, sizeof key, "k%d", k);
+            assert_int_equal(s_req(rt, rid++, "probe", key, k % 2 ? OP_PIN : OP_UNPIN), 0);
+        }
+        s_drain(rt);
+    }
+    wk_stats_t st = s_stats(rt);
+    assert_int_equal(st.live_actors, KEYS);
+    assert_int_equal(st.pinned, KEYS / 2);
+    assert_int_equal(st.idle_actors, KEYS);
+    wk_runtime_tick(rt, 1000000);
+    st = s_stats(rt);
+    assert_int_equal(st.live_actors, KEYS / 2);
+    assert_int_equal(st.pinned, KEYS / 2);
+    assert_int_equal(st.idle_actors, KEYS / 2);
+    assert_int_equal(wk_runtime_next_deadline(rt), UINT64_MAX);
+    wk_runtime_destroy(&rt);
+}
+
+/* A REQ's user reaches the behaviour; other kinds have none. */
+static void
+test_req_user(void **state)
+{
+    (void)state;
+    wk_runtime_t *rt = s_rt_new(0, 0, 0);
+    proto_bk_t h;
+    mp_t op = s_mp_uint(OP_USER);
+    char user[] = "alice@example";
+    memset(&h, 0, sizeof h);
+    h.type = PROTO_BK_REQ;
+    h.rid = 1;
+    h.conn = 3;
+    h.svc = proto_span("probe", 5);
+    h.key = proto_span("k", 1);
+    h.user = proto_span(user, strlen(user));
+    assert_int_equal(wk_runtime_deliver(rt, 0, &h, op.b, op.len), 0);
+    memset(user, 'x', strlen(user)); /* copied at delivery */
+    s_drain(rt);
+    assert_string_equal(g_probe.last_user, "alice@example");
+    h.type = PROTO_BK_OPEN; /* a decoder never sets it there; ignored anyway */
+    assert_int_equal(wk_runtime_deliver(rt, 0, &h, NULL, 0), 0);
+    s_drain(rt);
+    assert_int_equal(g_probe.last_kind, WK_MSG_OPEN);
+    assert_string_equal(g_probe.last_user, "");
+    h.type = PROTO_BK_REQ;
+    h.rid = 2;
+    h.user = proto_span(NULL, 0); /* anonymous */
+    assert_int_equal(wk_runtime_deliver(rt, 0, &h, op.b, op.len), 0);
+    s_drain(rt);
+    assert_string_equal(g_probe.last_user, "");
+    wk_runtime_destroy(&rt);
+}
+
+/* wk_broadcast_pub hands one PUB to the output (which sends it to every
+ * gateway) and refuses what a gateway would drop as malformed;
+ * wk_publish goes to the origin of the message with a fresh ref. */
+static void
+test_pub_outputs(void **state)
+{
+    (void)state;
+    wk_runtime_t *rt = s_rt_new(0, 0, 0);
+    assert_int_equal(s_deliver(rt, PROTO_BK_REQ, 2, 1, "probe", "k", 5, 0, (uint8_t[]){OP_PUB}, 1),
+                     0);
+    s_drain(rt);
+    assert_int_equal(g_probe.pub_rc[0], 0);
+    assert_int_equal(g_probe.pub_rc[1], 0);
+    for (int i = 2; i <= 6; i++)
+        assert_int_equal(g_probe.pub_rc[i], -1);
+    assert_int_equal(g_out.n, 3); /* two PUBs and the reply */
+    const out_rec_t *r = &g_out.v[0];
+    assert_int_equal(r->kind, OUT_PUB);
+    assert_string_equal(r->channel, "room:1");
+    assert_int_equal(r->pub_kind, PROTO_BK_PUB_MSG);
+    assert_int_equal(r->offset, 7);
+    assert_string_equal(r->epoch, "0badcafe");
+    assert_string_equal(r->user, "alice");
+    assert_int_equal(r->len, 1);
+    assert_int_equal(r->data[0], 1); /* the probe's count, msgpack 1 */
+    r = &g_out.v[1];
+    assert_int_equal(r->pub_kind, PROTO_BK_PUB_JOIN);
+    assert_int_equal(r->len, 1);
+    assert_int_equal(r->data[0], 0xc0);
+    wk_stats_t st = s_stats(rt);
+    assert_int_equal(st.pubs, 2);
+    assert_int_equal(st.bad_output, 5);
+
+    s_out_clear();
+    assert_int_equal(
+        s_deliver(rt, PROTO_BK_REQ, 3, 2, "probe", "k", 5, 0, (uint8_t[]){OP_PUBLISH}, 1), 0);
+    s_drain(rt);
+    assert_int_equal(g_probe.pub_rc[0], 0);
+    assert_int_equal(g_probe.pub_rc[1], 0);
+    assert_int_equal(g_probe.pub_rc[2], -1);
+    assert_int_equal(g_probe.pub_rc[3], -1);
+    assert_int_equal(g_out.n, 3);
+    assert_int_equal(g_out.v[0].kind, OUT_PUBLISH);
+    assert_int_equal(g_out.v[0].origin, 3);
+    assert_string_equal(g_out.v[0].channel, "news");
+    assert_int_equal(g_out.v[0].ref, 1);
+    assert_int_equal(g_out.v[0].len, 1);
+    assert_int_equal(g_out.v[0].data[0], 2); /* second message of this actor */
+    assert_int_equal(g_out.v[1].ref, 2);
+    assert_int_equal(s_stats(rt).publishes, 2);
+
+    /* A full queue: -1 and counted. */
+    s_out_clear();
+    g_out.fail = true;
+    assert_int_equal(
+        s_deliver(rt, PROTO_BK_REQ, 0, 3, "probe", "k", 5, 0, (uint8_t[]){OP_PUBLISH}, 1), 0);
+    s_drain(rt);
+    assert_int_equal(g_probe.pub_rc[0], -1);
+    wk_runtime_destroy(&rt);
+
+    /* An output without pub_fn/publish_fn (a runtime whose services never
+     * publish): the calls fail, counted as dropped. */
+    static const wk_service_t *const svcs[] = {&s_svc_probe};
+    wk_out_t bare = s_out;
+    bare.pub_fn = NULL;
+    bare.publish_fn = NULL;
+    rt = wk_runtime_new(NULL, svcs, 1, &bare, NULL);
+    assert_non_null(rt);
+    s_out_clear();
+    assert_int_equal(s_deliver(rt, PROTO_BK_REQ, 0, 1, "probe", "k", 5, 0, (uint8_t[]){OP_PUB}, 1),
+                     0);
+    assert_int_equal(
+        s_deliver(rt, PROTO_BK_REQ, 0, 2, "probe", "k", 5, 0, (uint8_t[]){OP_PUBLISH}, 1), 0);
+    s_drain(rt);
+    assert_int_equal(g_probe.pub_rc[0], -1);
+    assert_int_equal(g_out.n, 2); /* the replies only */
+    assert_int_equal(s_stats(rt).out_dropped, 2 + 2);
+    wk_runtime_destroy(&rt);
+}
+
 static void
 test_new_rejects(void **state)
 {
@@ -1079,6 +1375,7 @@ test_new_rejects(void **state)
 
     assert_ptr_equal(wk_service_find("echo"), &wk_svc_echo);
     assert_ptr_equal(wk_service_find("counter"), &wk_svc_counter);
+    assert_ptr_equal(wk_service_find("chan"), &wk_svc_chan);
     assert_null(wk_service_find("count"));
     assert_null(wk_service_find(NULL));
 }
@@ -1109,6 +1406,10 @@ main(void)
         cmocka_unit_test_teardown(test_key_per_service, s_teardown),
         cmocka_unit_test_teardown(test_output_dropped, s_teardown),
         cmocka_unit_test_teardown(test_destroy_with_mail, s_teardown),
+        cmocka_unit_test_teardown(test_pin, s_teardown),
+        cmocka_unit_test_teardown(test_pin_churn, s_teardown),
+        cmocka_unit_test_teardown(test_req_user, s_teardown),
+        cmocka_unit_test_teardown(test_pub_outputs, s_teardown),
         cmocka_unit_test_teardown(test_new_rejects, s_teardown),
     };
     return cmocka_run_group_tests_name("workers.actor", tests, NULL, NULL);

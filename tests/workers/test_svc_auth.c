@@ -92,7 +92,7 @@ s_out_close(void *ctx, uint32_t origin, uint64_t conn, uint32_t code, proto_span
     return 0;
 }
 
-static const wk_out_t s_out = {s_out_reply, s_out_error, s_out_send, s_out_close};
+static const wk_out_t s_out = {s_out_reply, s_out_error, s_out_send, s_out_close, NULL, NULL};
 
 static void
 s_out_clear(void)
