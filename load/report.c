@@ -357,7 +357,7 @@ s_fanout_text(FILE *f, const ld_config_t *cfg, const ld_stats_t *s)
             s->sent, cfg->publishers, cfg->publishers > 1 ? "s" : "", s->replies, s->errors,
             s->missing);
     s_stable_line(f, "publish errors", &s->err_codes);
-    s_hist_line(f, cfg->rate > 0 ? "publish ack (us, sched)" : "publish ack (us)", &s->latency);
+    s_hist_line(f, cfg->rate > 0 ? "pub ack (us,sched)" : "pub ack (us)", &s->latency);
     fprintf(f,
             "deliveries: %" PRIu64 " (%.0f/s), expected %" PRIu64 ", missing %" PRIu64
             ", extra %" PRIu64 ", duplicates %" PRIu64 ", out of order %" PRIu64

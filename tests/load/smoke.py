@@ -9,9 +9,14 @@ a bare echo server (wsgate-bare-echo) for the ceiling check; a second
 gateway with --max-conns 5 to see refusals counted by cause.
 
 AuthSmokeTest: a gateway with --auth required and a worker running the
-auth service with an HS256 key file (docs/security.md): storms, echo and
-idle runs that authenticate every connection, with minted tokens and
-with a token file, and the failures counted by cause.
+auth and chan services with an HS256 key file (docs/security.md):
+storms, echo and idle runs that authenticate every connection, with
+minted tokens and with a token file, the failures counted by cause, and
+a fanout whose channel permissions come from the tokens (--grant-all).
+
+FanoutSmokeTest: a gateway with --auth none and a worker running chan
+with --chan-public 'bench:*': publish phases (open and closed loop, over
+two processes), bursts, and a channel outside the public patterns.
 
 Binaries: $WSGATE_LOAD_BIN and $WSGATE_BARE_ECHO_BIN (set by
 tests/load/CMakeLists.txt), the gateway and worker as harness.py finds them.
@@ -86,6 +91,30 @@ class LoadRunner:
         self.assertEqual(r["bad_replies"], 0, msg)
         self.assertEqual(rep["latency_us"]["count"], r["sent"], msg)
         self.assertGreater(r["round_trips_per_s"], 0, msg)
+
+    def assert_fanout_ok(self, rep, subs, pubs=1):
+        """Every subscriber subscribed and got every publication answered
+        res, once, in order; nothing failed."""
+        f = rep["fanout"]
+        msg = rep["_out"]
+        self.assert_conns_ok(rep, subs + pubs)
+        self.assertEqual(f["subscribed"], subs, msg)
+        self.assertEqual(f["sub_failed"], 0, msg)
+        self.assertEqual(rep["sub_us"]["count"], subs, msg)
+        self.assertGreater(f["published"], 0, msg)
+        self.assertEqual(f["published_ok"], f["published"], msg)
+        self.assertEqual(f["publish_errors"], {}, msg)
+        self.assertEqual(f["publish_unanswered"], 0, msg)
+        self.assertEqual(f["expected"], subs * f["published_ok"], msg)
+        self.assertEqual(f["deliveries"], f["expected"], msg)
+        self.assertEqual(f["missing"], 0, msg)
+        self.assertEqual(f["extra"], 0, msg)
+        self.assertEqual(f["duplicates"], 0, msg)
+        self.assertEqual(f["out_of_order"], 0, msg)
+        self.assertEqual(f["foreign"], 0, msg)
+        self.assertEqual(rep["delivery_us"]["count"], f["deliveries"], msg)
+        self.assertGreater(f["deliveries_per_s"], 0, msg)
+        self.assertEqual(rep["requests"]["bad_replies"], 0, msg)
 
     def assert_auth_ok(self, rep, n):
         """n connections, each authenticated before it counted."""
@@ -260,8 +289,7 @@ class AuthSmokeTest(LoadRunner, unittest.TestCase):
                           worker_args=["--auth-keys", keys, "--auth-iss", "wsgate-load",
                                        "--auth-aud", "bench", "--auth-leeway-s", "5"])
 
-    # The chan service comes with the fanout smoke test.
-    SERVICES = "echo,auth"
+    SERVICES = "echo,auth,chan"
 
     @classmethod
     def tearDownClass(cls):
@@ -328,12 +356,90 @@ class AuthSmokeTest(LoadRunner, unittest.TestCase):
             self.assertEqual(rep["handshake_us"]["count"], 20, rep["_out"])
             self.assertEqual(rep["auth_us"]["count"], 0, rep["_out"])
 
+    def test_auth_fanout_granted_by_token(self):
+        rep = self.load("fanout", "--conns", 100, "--publishers", 2, "--rate", 200,
+                        "--duration", 1, "--channel", "room:1", "--grant-all",
+                        *self.mint_args())
+        self.assert_fanout_ok(rep, 100, pubs=2)
+        self.assertEqual(rep["auth_us"]["count"], 102, rep["_out"])
+
+    def test_auth_fanout_not_granted(self):
+        # tokens without a channels claim, no public channels: forbidden
+        rep = self.load("fanout", "--conns", 20, "--count", 5, "--channel", "room:2",
+                        *self.mint_args())
+        f = rep["fanout"]
+        self.assertEqual(f["subscribed"], 0, rep["_out"])
+        self.assertEqual(f["sub_errors"], {"forbidden": 20}, rep["_out"])
+        self.assertEqual(f["publish_errors"], {"forbidden": 5}, rep["_out"])
+        self.assertEqual(f["deliveries"], 0, rep["_out"])
+
     def test_unauthenticated_requests_refused(self):
         # without a token the gateway answers everything unauthenticated
         rep = self.load("echo", "--conns", 2, "--count", 10)
         r = rep["requests"]
         self.assertEqual(r["replies"], 0, rep["_out"])
         self.assertEqual(r["error_codes"], {"unauthenticated": 10}, rep["_out"])
+
+
+class FanoutSmokeTest(LoadRunner, unittest.TestCase):
+    """Channel permissions from the worker's --chan-public."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="wsgate-load-fanout-")
+        cls.cluster = harness.Cluster("load.smoke.fanout")
+        cls.cluster.start(gateway_args=["--max-conns", "5000"], workers=1,
+                          services="echo,chan", worker_args=["--chan-public", "bench:*"])
+
+    @classmethod
+    def tearDownClass(cls):
+        res = cls.cluster.stop()
+        cls.tmp.cleanup()
+        rc, killed = res.get("gateway", (0, False))
+        assert not killed and rc == 0, "gateway exit %s (killed %s)" % (rc, killed)
+
+    def test_fanout_open_loop_two_procs(self):
+        # a window wide enough that the schedule is kept whatever the
+        # acks' latency on a busy machine
+        rep = self.load("fanout", "--conns", 200, "--publishers", 3, "--rate", 150,
+                        "--window", 64, "--duration", 1.5, "--procs", 2,
+                        "--channel", "bench:open")
+        self.assert_fanout_ok(rep, 200, pubs=3)
+        # 1.5 s at 150/s: about 225 publications (the processes' schedules
+        # at 100/s and 50/s, each counting its event 0), to 200 subscribers
+        self.assertGreaterEqual(rep["fanout"]["published"], 200, rep["_out"])
+        self.assertLessEqual(rep["fanout"]["published"], 228, rep["_out"])
+
+    def test_fanout_closed_loop_msgpack_padded(self):
+        rep = self.load("fanout", "--conns", 200, "--publishers", 2, "--window", 2,
+                        "--count", 300, "--enc", "msgpack", "--size", 200,
+                        "--channel", "bench:closed")
+        self.assert_fanout_ok(rep, 200, pubs=2)
+        self.assertEqual(rep["fanout"]["published"], 300, rep["_out"])
+
+    def test_fanout_burst(self):
+        rep = self.load("fanout", "--conns", 300, "--burst", 3, "--burst-pause", 0.1,
+                        "--procs", 2, "--channel", "bench:burst")
+        self.assert_fanout_ok(rep, 300)
+        bursts = rep["fanout"]["bursts"]
+        self.assertEqual(len(bursts), 3, rep["_out"])
+        for b in bursts:
+            self.assertEqual(b["delivered"], 300, rep["_out"])
+            self.assertEqual(b["expected"], 300, rep["_out"])
+            self.assertIsNotNone(b["full_delivery_us"], rep["_out"])
+            self.assertGreaterEqual(b["full_delivery_us"], b["first_delivery_us"], rep["_out"])
+        self.assertIn("delivered to all 300 subscribers", rep["_out"])
+
+    def test_fanout_forbidden_channel(self):
+        # not under bench:*: every sub and every publication is refused,
+        # and the run says so rather than failing
+        rep = self.load("fanout", "--conns", 10, "--count", 4, "--channel", "private:1")
+        f = rep["fanout"]
+        self.assertEqual(f["subscribed"], 0, rep["_out"])
+        self.assertEqual(f["sub_errors"], {"forbidden": 10}, rep["_out"])
+        self.assertEqual(f["published"], 4, rep["_out"])
+        self.assertEqual(f["publish_errors"], {"forbidden": 4}, rep["_out"])
+        self.assertEqual(f["expected"], 0, rep["_out"])
 
 
 if __name__ == "__main__":
