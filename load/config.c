@@ -71,6 +71,8 @@ static const char s_usage[] =
     "  --burst K               K bursts instead of the publish phase\n"
     "  --burst-pause S         pause after each burst is delivered      [0.2]\n"
     "  --size S                pad each publication's data with S bytes [0]\n"
+    "  --rx-timestamps         time each delivery by the kernel's receive timestamp\n"
+    "                          (SO_TIMESTAMPNS), not by when the loop read it\n"
     "  --duration S            publish phase          [5 without --count]\n"
     "  --drain S               wait for replies and deliveries at the end [5]\n";
 
@@ -109,6 +111,7 @@ enum {
     O_PUBLISHERS,
     O_BURST,
     O_BURST_PAUSE,
+    O_RX_TIMESTAMPS,
 };
 
 const char *
@@ -283,6 +286,7 @@ ld_config_parse(ld_config_t *cfg, int argc, char **argv)
         {"publishers", required_argument, NULL, O_PUBLISHERS},
         {"burst", required_argument, NULL, O_BURST},
         {"burst-pause", required_argument, NULL, O_BURST_PAUSE},
+        {"rx-timestamps", no_argument, NULL, O_RX_TIMESTAMPS},
         {NULL, 0, NULL, 0},
     };
     double v, conns = -1, hold = -1, timeout = 0, size = -1, publishers = -1;
@@ -501,6 +505,9 @@ ld_config_parse(ld_config_t *cfg, int argc, char **argv)
             if (s_num("burst-pause", optarg, 0, 3600, &cfg->burst_pause))
                 return -1;
             break;
+        case O_RX_TIMESTAMPS:
+            cfg->rx_timestamps = true;
+            break;
         default:
             return -1;
         }
@@ -531,8 +538,9 @@ ld_config_parse(ld_config_t *cfg, int argc, char **argv)
         cfg->publishers = publishers > 0 ? (uint32_t)publishers : 1;
         if (!cfg->bursts && !cfg->count && !cfg->duration)
             cfg->duration = 5;
-    } else if (publishers > 0 || cfg->bursts) {
-        fprintf(stderr, "wsgate-load: --publishers and --burst are fanout options\n");
+    } else if (publishers > 0 || cfg->bursts || cfg->rx_timestamps) {
+        fprintf(stderr,
+                "wsgate-load: --publishers, --burst and --rx-timestamps are fanout options\n");
         return -1;
     }
     if ((uint32_t)cfg->procs > cfg->conns) {

@@ -65,6 +65,7 @@ typedef struct {
     uint32_t publishers;
     uint32_t bursts;    /* 0: the publish phase; K: K single publications */
     double burst_pause; /* s between bursts */
+    bool rx_timestamps; /* delivery time: the kernel's receive timestamp */
 } ld_config_t;
 
 /*

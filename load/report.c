@@ -182,6 +182,7 @@ s_config_json(const ld_config_t *cfg)
         json_object_set_new(o, "publishers", json_integer((json_int_t)cfg->publishers));
         json_object_set_new(o, "bursts", json_integer((json_int_t)cfg->bursts));
         json_object_set_new(o, "burst_pause_s", json_real(cfg->burst_pause));
+        json_object_set_new(o, "rx_timestamps", json_boolean(cfg->rx_timestamps));
     }
     return o;
 }
@@ -367,7 +368,7 @@ s_fanout_text(FILE *f, const ld_config_t *cfg, const ld_stats_t *s)
     if (s->fan.foreign || s->fan_other)
         fprintf(f, "  %" PRIu64 " deliveries not from this run, %" PRIu64 " other messages\n",
                 s->fan.foreign, s->fan_other);
-    s_hist_line(f, "delivery (us)", &s->delivery);
+    s_hist_line(f, cfg->rx_timestamps ? "delivery (us, rx)" : "delivery (us)", &s->delivery);
     if (cfg->bursts)
         s_bursts_text(f, s);
 }

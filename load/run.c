@@ -142,6 +142,9 @@ typedef struct {
     uint64_t last_poll_ns;  /* of the other processes' state */
     uint64_t expected;      /* settle: publications answered res, all processes */
     uint64_t settle_end_ns; /* 0: still waiting for every process's publishers */
+    /* --rx-timestamps: publications carry CLOCK_REALTIME (the clock of
+     * the kernel's receive timestamps), this far from CLOCK_MONOTONIC */
+    uint64_t realtime_off_ns;
 } ld_run_t;
 
 static uint64_t
@@ -272,7 +275,7 @@ s_send(ld_run_t *r, ld_conn_t *c, uint64_t t_ns)
         /* the publication's seq is its id: 1, 2, ... per publisher */
         proto_buf_reset(&r->req);
         if (ld_fan_pub_request(r->cfg->enc, r->cfg->channel, id,
-                               r->pub_base + (c->index - r->n_subs), id, t_ns,
+                               r->pub_base + (c->index - r->n_subs), id, t_ns + r->realtime_off_ns,
                                proto_span(proto_buf_payload(&r->data), r->data.len), &r->req))
             return;
         payload = proto_buf_payload(&r->req);
@@ -667,7 +670,7 @@ s_on_delivery(ld_run_t *r, ld_conn_t *c, const uint8_t *p, size_t len, uint64_t 
 {
     ld_stats_t *st = r->st;
     ld_fan_msg_t m;
-    uint64_t lat;
+    uint64_t lat, rx = now_ns;
 
     switch (ld_fan_parse(r->cfg->enc, p, len, &r->scratch, &m)) {
     case LD_FAN_MSG:
@@ -690,7 +693,9 @@ s_on_delivery(ld_run_t *r, ld_conn_t *c, const uint8_t *p, size_t len, uint64_t 
     }
     if (!ld_fan_sub_observe(&r->subs[c->index], r->cfg->publishers, &m, &st->fan))
         return;
-    lat = now_ns > m.t_ns ? now_ns - m.t_ns : 0;
+    if (r->cfg->rx_timestamps)
+        rx = r->net.rx_ts_ns ? r->net.rx_ts_ns : now_ns + r->realtime_off_ns;
+    lat = rx > m.t_ns ? rx - m.t_ns : 0;
     ld_hist_record(&st->delivery, lat / 1000);
     st->last_deliv_ns = now_ns;
     if (r->cfg->bursts && m.seq >= 1 && m.seq <= LD_MAX_BURSTS) {
@@ -1284,6 +1289,14 @@ s_setup(ld_run_t *r, const ld_config_t *cfg, const ld_tokens_t *tokens, int proc
     r->net.close_timeout_ns = LD_CLOSE_NS - LD_TICK_NS;
     r->net.ops = &s_ops;
     r->net.ud = r;
+    if (cfg->rx_timestamps) {
+        struct timespec rt;
+        uint64_t mono = s_now();
+
+        clock_gettime(CLOCK_REALTIME, &rt);
+        r->net.rx_timestamps = true;
+        r->realtime_off_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec - mono;
+    }
     r->conns = calloc(r->n, sizeof(*r->conns));
     r->cs = calloc(r->n, sizeof(*r->cs));
     if (!r->conns || !r->cs)

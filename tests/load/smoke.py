@@ -430,6 +430,18 @@ class FanoutSmokeTest(LoadRunner, unittest.TestCase):
             self.assertGreaterEqual(b["full_delivery_us"], b["first_delivery_us"], rep["_out"])
         self.assertIn("delivered to all 300 subscribers", rep["_out"])
 
+    def test_fanout_burst_rx_timestamps(self):
+        # deliveries dated by the kernel's receive time, publications by
+        # CLOCK_REALTIME: the same accounting, and sane latencies
+        rep = self.load("fanout", "--conns", 100, "--burst", 2, "--burst-pause", 0.05,
+                        "--rx-timestamps", "--channel", "bench:rx")
+        self.assert_fanout_ok(rep, 100)
+        self.assertTrue(rep["config"]["rx_timestamps"])
+        for b in rep["fanout"]["bursts"]:
+            self.assertIsNotNone(b["full_delivery_us"], rep["_out"])
+            self.assertGreater(b["first_delivery_us"], 0, rep["_out"])
+            self.assertLess(b["full_delivery_us"], 10000000, rep["_out"])
+
     def test_fanout_forbidden_channel(self):
         # not under bench:*: every sub and every publication is refused,
         # and the run says so rather than failing

@@ -16,7 +16,7 @@ parse(ld_config_t *cfg, const char *scenario, const char *opt, const char *val)
 {
     char *argv[] = {"wsgate-load", (char *)scenario, (char *)opt, (char *)val, NULL};
 
-    return ld_config_parse(cfg, opt ? 4 : 2, argv);
+    return ld_config_parse(cfg, opt ? (val ? 4 : 3) : 2, argv);
 }
 
 static void
@@ -73,6 +73,9 @@ test_defaults_and_bounds(void **state)
     assert_int_equal(parse(&cfg, "fanout", "--path", "/raw/echo"), -1);
     assert_int_equal(parse(&cfg, "storm", "--burst", "3"), -1);
     assert_int_equal(parse(&cfg, "echo", "--publishers", "3"), -1);
+    assert_int_equal(parse(&cfg, "storm", "--rx-timestamps", NULL), -1);
+    assert_int_equal(parse(&cfg, "fanout", "--rx-timestamps", NULL), 0);
+    assert_true(cfg.rx_timestamps);
     assert_int_equal(parse(&cfg, "nope", NULL, NULL), -1);
     assert_int_equal(parse(&cfg, "storm", "--procs", "65"), -1);
     assert_int_equal(parse(&cfg, "storm", "--conns", "0"), -1);
