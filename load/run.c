@@ -1025,7 +1025,7 @@ s_settle_step(ld_run_t *r, uint64_t now)
     if (!r->settle_end_ns) {
         if (!s_all_set(r, offsetof(ld_stats_t, fan_pub_done), &gone) && !gone && !*r->stop)
             return LD_POLL_NS;
-        r->expected = s_sum_all(r, offsetof(ld_stats_t, replies));
+        r->expected = s_sum_all(r, offsetof(ld_stats_t, fan_pub_ok));
         r->settle_end_ns = now + s_secs(r->cfg->drain);
     }
     if (!s_fan_complete(r) && now < r->settle_end_ns && !*r->stop)
@@ -1144,6 +1144,7 @@ s_step(ld_run_t *r, uint64_t now)
             }
             /* replies still out are missing; their publications may still
              * be delivered (counted as extra) */
+            r->st->fan_pub_ok = r->st->replies;
             __atomic_store_n(&r->st->fan_pub_done, 1, __ATOMIC_RELEASE);
             r->phase = PH_SETTLE;
             return 0;

@@ -164,6 +164,7 @@ ld_stats_merge(ld_stats_t *dst, const ld_stats_t *src)
         ld_burst_merge(&dst->bursts[i], &src->bursts[i]);
     dst->fan_ready += src->fan_ready;
     dst->fan_pub_done += src->fan_pub_done;
+    dst->fan_pub_ok += src->fan_pub_ok;
     dst->timed_out += src->timed_out;
     dst->done += src->done;
 }

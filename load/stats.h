@@ -113,6 +113,8 @@ typedef struct {
     /* read by the other processes (atomically): the phases across them */
     uint64_t fan_ready;    /* every subscriber of this process answered, publishers ready */
     uint64_t fan_pub_done; /* this process's publishers finished and their replies came */
+    uint64_t fan_pub_ok;   /* publications answered res by then: a late answer does not
+                              move it, so every process expects the same */
 
     uint64_t timed_out; /* the process hit --timeout: the run was cut short */
     uint64_t done;      /* the process finished and the figures are final */
