@@ -35,7 +35,7 @@ static const char s_usage[] =
     "  --raw                   raw endpoint mode whatever the path\n"
     "  --enc json|msgpack      envelope encoding (subprotocol wsgate.v1.*)  [json]\n"
     "  --conns N               connections (per run, split over --procs)\n"
-    "                          [storm, idle 1000; echo 10]\n"
+    "                          [storm, idle 1000; echo 10; fanout 100]\n"
     "  --rate R                storm/idle: connections/s; echo: requests/s   [0]\n"
     "  --handshakes W          handshakes in progress at most, per process  [256]\n"
     "  --window W              echo: requests outstanding per connection    [1]\n"
