@@ -16,6 +16,7 @@ typedef enum {
     LD_SCENARIO_STORM = 0, /* open N connections (paced), hold them */
     LD_SCENARIO_ECHO,      /* request/reply round trips, closed or open loop */
     LD_SCENARIO_IDLE,      /* hold N connections, answering pings */
+    LD_SCENARIO_FANOUT,    /* subscribers to a channel, publishers to it (or bursts) */
 } ld_scenario_t;
 
 #define LD_MAX_PROCS 64   /* process i connects from 127.0.j.(2 + i) */
@@ -47,6 +48,24 @@ typedef struct {
     int sources; /* source addresses per process */
     bool quiet;
     char json_path[512];
+
+    /* authentication: each connection's first message is an auth */
+    bool auth;             /* a token source is given */
+    char token_file[512];  /* one token per line, round robin */
+    char secret_file[512]; /* or: mint HS256 tokens with this secret */
+    char kid[129];
+    char sub_prefix[101]; /* "sub" = prefix + the connection's index */
+    double token_ttl;     /* s */
+    char iss[256];        /* "" : no claim */
+    char aud[256];
+    bool grant_all; /* "channels": {"sub": ["*"], "pub": ["*"]} */
+
+    /* fanout: conns subscribers, publishers publishing (or bursts) */
+    char channel[PROTO_CHANNEL_MAX + 1];
+    uint32_t publishers;
+    uint32_t bursts;    /* 0: the publish phase; K: K single publications */
+    double burst_pause; /* s between bursts */
+    bool rx_timestamps; /* delivery time: the kernel's receive timestamp */
 } ld_config_t;
 
 /*
@@ -62,5 +81,9 @@ const char *ld_config_subprotocol(const ld_config_t *cfg);
 
 /* Share of total for process i of n (the first total % n get one more). */
 uint64_t ld_config_share(uint64_t total, int i, int n);
+
+/* Connections of process i: its share of --conns, and for fanout of
+ * --publishers. */
+uint64_t ld_config_conns_of(const ld_config_t *cfg, int i);
 
 #endif

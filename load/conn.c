@@ -19,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LD_RBUF_SIZE (256u * 1024)
@@ -250,6 +251,8 @@ ld_conn_start(ld_net_t *net, ld_conn_t *c, uint64_t now_ns)
     if (c->fd < 0)
         goto fail;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (net->rx_timestamps)
+        setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
     if (net->n_sources) {
         const struct sockaddr_in *src = &net->sources[c->index % net->n_sources];
 
@@ -423,13 +426,47 @@ s_eof(ld_net_t *net, ld_conn_t *c)
     s_end(net, c, LD_FAIL_RESET, 0, 1006); /* no failure if CLOSING */
 }
 
+/*
+ * recv() with the kernel's receive timestamp into net->rx_ts_ns. For TCP
+ * it is the time of the last segment the read took, so a message that
+ * came in an earlier segment of the same read is dated a little late:
+ * latencies from it err on the long side.
+ */
+static ssize_t
+s_recv_ts(ld_net_t *net, int fd)
+{
+    char ctrl[CMSG_SPACE(sizeof(struct timespec))];
+    struct iovec iov = {net->rbuf, net->rbuf_cap};
+    struct msghdr mh;
+    struct cmsghdr *cm;
+    struct timespec ts;
+    ssize_t n;
+
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctrl;
+    mh.msg_controllen = sizeof(ctrl);
+    n = recvmsg(fd, &mh, 0);
+    net->rx_ts_ns = 0;
+    if (n <= 0)
+        return n;
+    for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+            net->rx_ts_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        }
+    }
+    return n;
+}
+
 static void
 s_read_all(ld_net_t *net, ld_conn_t *c, uint32_t events, uint64_t now_ns)
 {
     ssize_t n;
 
     while (c->state != LD_CONN_DONE) {
-        n = recv(c->fd, net->rbuf, net->rbuf_cap, 0);
+        n = net->rx_timestamps ? s_recv_ts(net, c->fd) : recv(c->fd, net->rbuf, net->rbuf_cap, 0);
         if (n > 0) {
             s_input(net, c, net->rbuf, (size_t)n, now_ns);
             /* A short read emptied the socket: the next byte brings a new

@@ -89,6 +89,11 @@ typedef struct {
     uint8_t *rbuf; /* shared read buffer */
     size_t rbuf_cap;
     proto_buf_t wbuf; /* frame assembly */
+    /* SO_TIMESTAMPNS on every socket: rx_ts_ns is the kernel's receive
+     * time (CLOCK_REALTIME, ns) of the data the last read returned, valid
+     * while its messages are handed to the runner; 0 when none came */
+    bool rx_timestamps;
+    uint64_t rx_ts_ns;
 } ld_net_t;
 
 /* Creates the epoll set and buffers; the caller fills the other fields.

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "report.h"
 #include "run.h"
+#include "token.h"
 
 #define LD_FD_RESERVE 32 /* descriptors besides the connections */
 
@@ -45,12 +46,43 @@ s_now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The token source, built before the fork so every process shares it.
+ * 0 (*out NULL without auth), or -1 with a message printed. */
+static int
+s_tokens(const ld_config_t *cfg, ld_tokens_t **out)
+{
+    char err[512];
+
+    *out = NULL;
+    if (cfg->token_file[0]) {
+        *out = ld_tokens_new_file(cfg->token_file, err, sizeof(err));
+    } else if (cfg->secret_file[0]) {
+        ld_token_hs256_t k = {
+            .kid = cfg->kid,
+            .sub_prefix = cfg->sub_prefix,
+            .ttl_s = (uint64_t)cfg->token_ttl,
+            .iss = cfg->iss[0] ? cfg->iss : NULL,
+            .aud = cfg->aud[0] ? cfg->aud : NULL,
+            .grant_all = cfg->grant_all,
+        };
+
+        *out = ld_tokens_new_hs256(cfg->secret_file, &k, err, sizeof(err));
+    } else {
+        return 0;
+    }
+    if (!*out) {
+        fprintf(stderr, "wsgate-load: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* The soft open-files limit up to the hard one; -1 if a process's share of
  * the connections cannot fit under it. */
 static int
 s_files(const ld_config_t *cfg)
 {
-    uint64_t share = ld_config_share(cfg->conns, 0, cfg->procs);
+    uint64_t share = ld_config_conns_of(cfg, 0); /* process 0 has the most */
     struct rlimit rl;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -60,12 +92,13 @@ s_files(const ld_config_t *cfg)
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return 0;
     if (rl.rlim_cur != RLIM_INFINITY && share + LD_FD_RESERVE > rl.rlim_cur) {
-        fprintf(stderr,
-                "wsgate-load: %llu connections per process do not fit under the open-files "
-                "limit %llu: use --procs %llu or more\n",
-                (unsigned long long)share, (unsigned long long)rl.rlim_cur,
-                (unsigned long long)((cfg->conns + rl.rlim_cur - LD_FD_RESERVE - 1) /
-                                     (rl.rlim_cur - LD_FD_RESERVE)));
+        fprintf(
+            stderr,
+            "wsgate-load: %llu connections per process do not fit under the open-files "
+            "limit %llu: use --procs %llu or more\n",
+            (unsigned long long)share, (unsigned long long)rl.rlim_cur,
+            (unsigned long long)((cfg->conns + cfg->publishers + rl.rlim_cur - LD_FD_RESERVE - 1) /
+                                 (rl.rlim_cur - LD_FD_RESERVE)));
         return -1;
     }
     return 0;
@@ -95,7 +128,8 @@ int
 main(int argc, char **argv)
 {
     ld_config_t cfg;
-    ld_stats_t *slots, total, prev;
+    ld_stats_t *slots, *total, *prev;
+    ld_tokens_t *tokens;
     pid_t pids[LD_MAX_PROCS];
     struct sigaction sa;
     double t0, last, now, kill_at;
@@ -105,8 +139,15 @@ main(int argc, char **argv)
     rc = ld_config_parse(&cfg, argc, argv);
     if (rc)
         return rc > 0 ? 0 : 2;
-    if (s_files(&cfg))
+    if (s_files(&cfg) || s_tokens(&cfg, &tokens))
         return 2;
+    /* two merged copies of the figures: too large for the stack */
+    total = malloc(sizeof(*total));
+    prev = malloc(sizeof(*prev));
+    if (!total || !prev) {
+        fprintf(stderr, "wsgate-load: out of memory\n");
+        return 1;
+    }
 
     map_len = sizeof(ld_stats_t) * (size_t)cfg.procs;
     slots = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -137,7 +178,7 @@ main(int argc, char **argv)
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() == 1)
                 _exit(1);
-            rc = ld_run(&cfg, i, &slots[i], &s_stop);
+            rc = ld_run(&cfg, tokens, i, slots, &s_stop);
             munmap(slots, map_len);
             exit(rc ? 1 : 0);
         }
@@ -145,7 +186,7 @@ main(int argc, char **argv)
     alive = i;
 
     /* progress, and the bound on children that would not end */
-    ld_stats_init(&prev);
+    ld_stats_init(prev);
     last = t0;
     kill_at = t0 + cfg.timeout + 10;
     while (alive > 0) {
@@ -163,6 +204,9 @@ main(int argc, char **argv)
                         WIFEXITED(status) ? "exited with" : "died of signal",
                         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
                 failed = 1;
+                /* fanout's processes wait for each other: stop the rest */
+                if (cfg.scenario == LD_SCENARIO_FANOUT && !s_stop)
+                    s_stop = 1;
             }
         }
         now = s_now_s();
@@ -177,20 +221,23 @@ main(int argc, char **argv)
             failed = 1;
         }
         if (!cfg.quiet && now - last >= 1.0) {
-            s_sum(&total, slots, cfg.procs);
-            ld_report_progress(stderr, &total, &prev, now - t0, now - last);
-            prev = total;
+            s_sum(total, slots, cfg.procs);
+            ld_report_progress(stderr, total, prev, now - t0, now - last);
+            memcpy(prev, total, sizeof(*prev));
             last = now;
         }
     }
     now = s_now_s();
-    s_sum(&total, slots, cfg.procs);
-    ld_report_text(stdout, &cfg, &total, now - t0);
+    s_sum(total, slots, cfg.procs);
+    ld_report_text(stdout, &cfg, total, now - t0);
     fflush(stdout);
-    if (total.timed_out)
+    if (total->timed_out)
         failed = 1;
-    if (cfg.json_path[0] && ld_report_write(cfg.json_path, &cfg, &total, now - t0))
+    if (cfg.json_path[0] && ld_report_write(cfg.json_path, &cfg, total, now - t0))
         failed = 1;
     munmap(slots, map_len);
+    free(total);
+    free(prev);
+    ld_tokens_destroy(&tokens);
     return failed ? 1 : 0;
 }

@@ -17,6 +17,9 @@
 double ld_report_accept_rate(const ld_stats_t *s);
 /* Replies per second over the span from the first request to the last reply. */
 double ld_report_rtt_rate(const ld_stats_t *s);
+/* Fanout deliveries per second, from the first publication sent to the
+ * last delivery received. */
+double ld_report_delivery_rate(const ld_stats_t *s);
 
 /* The whole report as a new JSON object (the caller owns it), or NULL when
  * out of memory. elapsed_s is the run's wall time. */

@@ -17,6 +17,8 @@ static const char *const s_fail_names[LD_FAIL__COUNT] = {
     [LD_FAIL_FILES] = "no_files",
     [LD_FAIL_MALFORMED] = "malformed",
     [LD_FAIL_OTHER] = "other",
+    [LD_FAIL_AUTH] = "auth_failed",
+    [LD_FAIL_AUTH_TIMEOUT] = "auth_timeout",
 };
 
 const char *
@@ -31,6 +33,9 @@ ld_stats_init(ld_stats_t *s)
     memset(s, 0, sizeof(*s));
     ld_hist_init(&s->handshake);
     ld_hist_init(&s->latency);
+    ld_hist_init(&s->auth);
+    ld_hist_init(&s->sub);
+    ld_hist_init(&s->delivery);
 }
 
 void
@@ -74,6 +79,16 @@ ld_stable_add(ld_stable_t *t, const char *code, size_t len, uint64_t n)
     t->other += n;
 }
 
+static void
+s_stable_merge(ld_stable_t *dst, const ld_stable_t *src)
+{
+    int i;
+
+    for (i = 0; i < LD_TABLE_SLOTS && src->slot[i].n; i++)
+        ld_stable_add(dst, src->slot[i].key, strlen(src->slot[i].key), src->slot[i].n);
+    dst->other += src->other;
+}
+
 static uint64_t
 s_min_set(uint64_t a, uint64_t b)
 {
@@ -109,6 +124,8 @@ ld_stats_merge(ld_stats_t *dst, const ld_stats_t *src)
     if (src->last_open_ns > dst->last_open_ns)
         dst->last_open_ns = src->last_open_ns;
     ld_hist_merge(&dst->handshake, &src->handshake);
+    s_stable_merge(&dst->auth_errs, &src->auth_errs);
+    ld_hist_merge(&dst->auth, &src->auth);
 
     dst->pings += src->pings;
     dst->pongs += src->pongs;
@@ -116,10 +133,7 @@ ld_stats_merge(ld_stats_t *dst, const ld_stats_t *src)
     dst->sent += src->sent;
     dst->replies += src->replies;
     dst->errors += src->errors;
-    for (i = 0; i < LD_TABLE_SLOTS && src->err_codes.slot[i].n; i++)
-        ld_stable_add(&dst->err_codes, src->err_codes.slot[i].key,
-                      strlen(src->err_codes.slot[i].key), src->err_codes.slot[i].n);
-    dst->err_codes.other += src->err_codes.other;
+    s_stable_merge(&dst->err_codes, &src->err_codes);
     dst->missing += src->missing;
     dst->bad_replies += src->bad_replies;
     dst->bytes_out += src->bytes_out;
@@ -128,6 +142,29 @@ ld_stats_merge(ld_stats_t *dst, const ld_stats_t *src)
     if (src->send_end_ns > dst->send_end_ns)
         dst->send_end_ns = src->send_end_ns;
     ld_hist_merge(&dst->latency, &src->latency);
+    dst->subscribed += src->subscribed;
+    dst->sub_failed += src->sub_failed;
+    s_stable_merge(&dst->sub_errs, &src->sub_errs);
+    ld_hist_merge(&dst->sub, &src->sub);
+    dst->fan.deliveries += src->fan.deliveries;
+    dst->fan.duplicates += src->fan.duplicates;
+    dst->fan.out_of_order += src->fan.out_of_order;
+    dst->fan.epoch_changes += src->fan.epoch_changes;
+    dst->fan.foreign += src->fan.foreign;
+    dst->fan_other += src->fan_other;
+    dst->fan_expected += src->fan_expected;
+    dst->fan_missing += src->fan_missing;
+    dst->fan_extra += src->fan_extra;
+    dst->first_pub_ns = s_min_set(dst->first_pub_ns, src->first_pub_ns);
+    if (src->last_deliv_ns > dst->last_deliv_ns)
+        dst->last_deliv_ns = src->last_deliv_ns;
+    ld_hist_merge(&dst->delivery, &src->delivery);
+    dst->bursts_sent += src->bursts_sent;
+    for (i = 0; i < LD_MAX_BURSTS; i++)
+        ld_burst_merge(&dst->bursts[i], &src->bursts[i]);
+    dst->fan_ready += src->fan_ready;
+    dst->fan_pub_done += src->fan_pub_done;
+    dst->fan_pub_ok += src->fan_pub_ok;
     dst->timed_out += src->timed_out;
     dst->done += src->done;
 }

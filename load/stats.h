@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fanout.h"
 #include "hist.h"
 
 /* Why a connection did not open, or ended before the client closed it. */
@@ -28,6 +29,8 @@ typedef enum {
     LD_FAIL_FILES,        /* out of file descriptors (EMFILE, ENFILE) */
     LD_FAIL_MALFORMED,    /* not HTTP, or a websocket protocol error from the server */
     LD_FAIL_OTHER,        /* any other error */
+    LD_FAIL_AUTH,         /* the auth was answered err (see auth_errs), or closed 4003 */
+    LD_FAIL_AUTH_TIMEOUT, /* no auth answer within --connect-timeout, or closed 4004 */
     LD_FAIL__COUNT
 } ld_fail_t;
 
@@ -70,6 +73,10 @@ typedef struct {
     uint64_t first_start_ns; /* first connect() (CLOCK_MONOTONIC); 0 if none */
     uint64_t last_open_ns;   /* last 101 received */
     ld_hist_t handshake;     /* us, connect() start -> 101 received */
+    /* with a token source a connection is established when its auth is
+     * answered res, and last_open_ns is that answer's time */
+    ld_stable_t auth_errs; /* LD_FAIL_AUTH by cause: err codes, "close_4003" */
+    ld_hist_t auth;        /* us, 101 -> the auth's res */
 
     /* keep-alive */
     uint64_t pings;
@@ -87,6 +94,27 @@ typedef struct {
     uint64_t send_start_ns; /* first request */
     uint64_t send_end_ns;   /* last reply */
     ld_hist_t latency;      /* us: send (or scheduled send) -> reply */
+
+    /* fanout; requests above are the publications (replies: answered res) */
+    uint64_t subscribed; /* sub answered res */
+    uint64_t sub_failed; /* sub answered err: sum of sub_errs */
+    ld_stable_t sub_errs;
+    ld_hist_t sub;          /* us, sub sent -> res */
+    ld_fan_counts_t fan;    /* deliveries seen by this process's subscribers */
+    uint64_t fan_other;     /* other messages on subscribers (join, push, ...) */
+    uint64_t fan_expected;  /* subscribed x publications answered res, all processes */
+    uint64_t fan_missing;   /* of those, not delivered by the end */
+    uint64_t fan_extra;     /* delivered beyond that (a publication not answered res) */
+    uint64_t first_pub_ns;  /* first publication sent */
+    uint64_t last_deliv_ns; /* last delivery received */
+    ld_hist_t delivery;     /* us, publication's t_ns -> receipt */
+    uint64_t bursts_sent;   /* publisher's process */
+    ld_burst_t bursts[LD_MAX_BURSTS];
+    /* read by the other processes (atomically): the phases across them */
+    uint64_t fan_ready;    /* every subscriber of this process answered, publishers ready */
+    uint64_t fan_pub_done; /* this process's publishers finished and their replies came */
+    uint64_t fan_pub_ok;   /* publications answered res by then: a late answer does not
+                              move it, so every process expects the same */
 
     uint64_t timed_out; /* the process hit --timeout: the run was cut short */
     uint64_t done;      /* the process finished and the figures are final */

@@ -37,10 +37,18 @@ fill(ld_stats_t *a, ld_stats_t *b)
     a->failed = 3;
     a->fail[LD_FAIL_HTTP] = 2;
     a->fail[LD_FAIL_REFUSED] = 1;
+    b->attempted = 3; /* three more whose auth failed */
+    b->failed = 3;
+    b->fail[LD_FAIL_AUTH] = 2;
+    ld_stable_add(&b->auth_errs, "bad_signature", 13, 1);
+    ld_stable_add(&b->auth_errs, "close_1006", 10, 1);
+    b->fail[LD_FAIL_AUTH_TIMEOUT] = 1;
+    for (i = 1; i <= 10; i++)
+        ld_hist_record(&b->auth, 1000 * i);
     ld_itable_add(&a->http, 503, 2);
     a->first_start_ns = 2000000000ull;
     a->last_open_ns = 2500000000ull;
-    b->attempted = 100;
+    b->attempted += 100;
     b->established = 100;
     b->first_start_ns = 1000000000ull;
     b->last_open_ns = 3000000000ull; /* 197 established over 2 s */
@@ -83,8 +91,11 @@ test_merge(void **state)
     ld_stats_init(&m);
     ld_stats_merge(&m, &a);
     ld_stats_merge(&m, &b);
-    assert_int_equal(m.attempted, 200);
+    assert_int_equal(m.attempted, 203);
     assert_int_equal(m.established, 197);
+    assert_int_equal(m.failed, 6);
+    assert_int_equal(m.auth.n, 10);
+    assert_string_equal(m.auth_errs.slot[1].key, "close_1006");
     assert_int_equal(m.first_start_ns, 1000000000ull);
     assert_int_equal(m.last_open_ns, 3000000000ull);
     assert_int_equal(m.latency.n, 200);
@@ -164,9 +175,19 @@ test_json_round_trip(void **state)
     assert_int_equal(json_integer_value(json_object_get(x, "count")), 215);
 
     x = json_object_get(j, "connections");
-    assert_int_equal(json_integer_value(json_object_get(x, "attempted")), 200);
+    assert_int_equal(json_integer_value(json_object_get(x, "attempted")), 203);
     assert_int_equal(json_integer_value(json_object_get(x, "established")), 197);
-    assert_int_equal(json_integer_value(json_object_get(x, "failed")), 3);
+    assert_int_equal(json_integer_value(json_object_get(x, "failed")), 6);
+    /* auth failures by cause: the code, or how the server closed */
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(x, "failures"),
+                                                        "auth_failed:bad_signature")),
+                     1);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(x, "failures"), "auth_failed:close_1006")),
+                     1);
+    assert_null(json_object_get(json_object_get(x, "failures"), "auth_failed"));
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(x, "failures"), "auth_timeout")), 1);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(x, "failures"), "refused")),
                      1);
     assert_int_equal(
@@ -183,6 +204,11 @@ test_json_round_trip(void **state)
     x = json_object_get(j, "handshake_us");
     assert_int_equal(json_integer_value(json_object_get(x, "count")), 100);
     assert_int_equal(json_integer_value(json_object_get(x, "max")), 1000);
+    x = json_object_get(j, "auth_us");
+    assert_int_equal(json_integer_value(json_object_get(x, "count")), 10);
+    assert_int_equal(json_integer_value(json_object_get(x, "max")), 10000);
+    assert_false(json_is_true(json_object_get(json_object_get(j, "config"), "auth")));
+    assert_null(json_object_get(j, "fanout")); /* only in fanout reports */
 
     x = json_object_get(j, "requests");
     assert_int_equal(json_integer_value(json_object_get(x, "sent")), 215);
@@ -244,16 +270,120 @@ test_text(void **state)
     assert_non_null(strstr(buf, "503: 2"));
     assert_non_null(strstr(buf, "overloaded: 6"));
     assert_non_null(strstr(buf, "4 missing"));
+    assert_non_null(strstr(buf, "auth_failed:bad_signature: 1"));
+    assert_non_null(strstr(buf, "auth_timeout: 1"));
+}
+
+/* A fanout run over two processes: 3 + 2 subscribers, 2 bursts, the
+ * second missing one subscriber. */
+static void
+test_fanout(void **state)
+{
+    char *argv[] = {"wsgate-load", "fanout",  "--conns",
+                    "5",           "--burst", "2",
+                    "--channel",   "bench:x", "--hs256-secret-file",
+                    "s",           "--kid",   "hs1",
+                    "--grant-all", NULL};
+    ld_stats_t *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b)), *m = malloc(sizeof(*m));
+    ld_config_t cfg;
+    json_t *j, *x, *bursts, *b0, *b1;
+    char buf[8192];
+    FILE *f;
+    int i;
+
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(m);
+    parse(&cfg, 13, argv);
+    ld_stats_init(a);
+    ld_stats_init(b);
+    a->subscribed = 3;
+    b->subscribed = 2;
+    b->sub_failed = 1;
+    ld_stable_add(&b->sub_errs, "forbidden", 9, 1);
+    a->sent = 2;
+    a->replies = 2;
+    a->bursts_sent = 2;
+    a->first_pub_ns = 1000000000ull;
+    for (i = 0; i < 3; i++) {
+        ld_burst_record(&a->bursts[0], 1000000 + 1000000 * (uint64_t)i); /* 1..3 ms */
+        ld_burst_record(&a->bursts[1], 2000000);
+    }
+    ld_burst_record(&b->bursts[0], 29000000); /* the last of burst 1 at 29 ms */
+    ld_burst_record(&b->bursts[0], 5000000);
+    ld_burst_record(&b->bursts[1], 4000000); /* burst 2: 4 of 5 */
+    a->fan.deliveries = 6;
+    b->fan.deliveries = 3;
+    a->fan_expected = 6;
+    b->fan_expected = 4;
+    b->fan_missing = 1;
+    a->last_deliv_ns = 1500000000ull;
+    b->last_deliv_ns = 1900000000ull; /* 9 deliveries over 0.9 s */
+    b->fan.out_of_order = 2;
+    b->fan.duplicates = 1;
+    ld_stats_init(m);
+    ld_stats_merge(m, a);
+    ld_stats_merge(m, b);
+
+    j = ld_report_json(&cfg, m, 2);
+    assert_non_null(j);
+    x = json_object_get(j, "config");
+    assert_true(json_is_true(json_object_get(x, "auth")));
+    assert_string_equal(json_string_value(json_object_get(x, "token_source")), "hs256");
+    assert_string_equal(json_string_value(json_object_get(x, "channel")), "bench:x");
+    assert_int_equal(json_integer_value(json_object_get(x, "bursts")), 2);
+    x = json_object_get(j, "fanout");
+    assert_non_null(x);
+    assert_int_equal(json_integer_value(json_object_get(x, "subscribers")), 5);
+    assert_int_equal(json_integer_value(json_object_get(x, "subscribed")), 5);
+    assert_int_equal(json_integer_value(json_object_get(x, "sub_failed")), 1);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(x, "sub_errors"), "forbidden")), 1);
+    assert_int_equal(json_integer_value(json_object_get(x, "published_ok")), 2);
+    assert_int_equal(json_integer_value(json_object_get(x, "deliveries")), 9);
+    assert_true(json_real_value(json_object_get(x, "deliveries_per_s")) > 9.99 &&
+                json_real_value(json_object_get(x, "deliveries_per_s")) < 10.01);
+    assert_int_equal(json_integer_value(json_object_get(x, "expected")), 10);
+    assert_int_equal(json_integer_value(json_object_get(x, "missing")), 1);
+    assert_int_equal(json_integer_value(json_object_get(x, "out_of_order")), 2);
+    assert_int_equal(json_integer_value(json_object_get(x, "duplicates")), 1);
+    bursts = json_object_get(x, "bursts");
+    assert_int_equal(json_array_size(bursts), 2);
+    b0 = json_array_get(bursts, 0);
+    b1 = json_array_get(bursts, 1);
+    assert_int_equal(json_integer_value(json_object_get(b0, "delivered")), 5);
+    assert_int_equal(json_integer_value(json_object_get(b0, "full_delivery_us")), 29000);
+    assert_int_equal(json_integer_value(json_object_get(b0, "first_delivery_us")), 1000);
+    assert_int_equal(json_integer_value(json_object_get(b1, "delivered")), 4);
+    assert_true(json_is_null(json_object_get(b1, "full_delivery_us")));
+    assert_int_equal(json_integer_value(json_object_get(b1, "last_delivery_us")), 4000);
+    assert_non_null(json_object_get(j, "delivery_us"));
+    assert_non_null(json_object_get(j, "sub_us"));
+    json_decref(j);
+
+    f = fmemopen(buf, sizeof(buf), "w");
+    assert_non_null(f);
+    ld_report_text(f, &cfg, m, 2);
+    fclose(f);
+    assert_non_null(strstr(buf, "5 of 5 subscribed"));
+    assert_non_null(strstr(buf, "forbidden: 1"));
+    assert_non_null(strstr(buf, "missing 1"));
+    assert_non_null(strstr(buf, "2 sent, 1 delivered to all 5 subscribers"));
+    assert_non_null(strstr(buf, "(incomplete)"));
+    assert_non_null(strstr(buf, "max 29.00"));
+    free(a);
+    free(b);
+    free(m);
 }
 
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_table_overflow),
-        cmocka_unit_test(test_json_round_trip),
-        cmocka_unit_test(test_text),
+        cmocka_unit_test(test_merge),           cmocka_unit_test(test_table_overflow),
+        cmocka_unit_test(test_json_round_trip), cmocka_unit_test(test_text),
+        cmocka_unit_test(test_fanout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
