@@ -141,7 +141,7 @@ class WorkerThreadTest(unittest.TestCase):
                 hdr = unpack(gw.sock.recv_multipart()[1])
                 n += hdr[1] == P.HELLO
         self.assertGreaterEqual(n, 5)
-        self.assertLessEqual(n, 10)
+        self.assertLessEqual(n, 11)
 
     def test_drain_ms_bounds_the_wait(self):
         gw = FakeGateway()
@@ -180,6 +180,59 @@ class WorkerThreadTest(unittest.TestCase):
         self.addCleanup(gw.close)
         hdr, _ = gw.recv(timeout=3.0)
         self.assertEqual(hdr[1], P.HELLO, "HELLO at reconnect, not after hello_ms")
+
+
+class CurveTest(unittest.TestCase):
+    """CURVE: the worker is a CURVE client of the gateway's key; its own
+    key pair comes from a wsgate-keygen style file (public key derived)."""
+
+    def setUp(self):
+        import tempfile
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.server_pub, self.server_sec = zmq.curve_keypair()
+        self.client_pub, client_sec = zmq.curve_keypair()
+        self.key_file = os.path.join(self.tmp.name, "worker.key")
+        with open(self.key_file, "w") as f:
+            f.write("secret: %s\n" % client_sec.decode())
+
+    def gateway(self):
+        gw = FakeGateway.__new__(FakeGateway)
+        gw.ctx = zmq.Context.instance()
+        gw.sock = gw.ctx.socket(zmq.ROUTER)
+        gw.sock.setsockopt(zmq.LINGER, 0)
+        gw.sock.curve_server = True
+        gw.sock.curve_secretkey = self.server_sec
+        gw.port = gw.sock.bind_to_random_port("tcp://127.0.0.1")
+        gw.endpoint = "tcp://127.0.0.1:%d" % gw.port
+        gw.peer = None
+        self.addCleanup(gw.close)
+        return gw
+
+    def run_worker(self, gw, server_key):
+        w = Worker([gw.endpoint], "py-curve", {"safe": Safe}, drain_ms=0,
+                   curve={"server_key": server_key, "secret_key": self.key_file})
+        t = threading.Thread(target=w.run, daemon=True)
+        t.start()
+        self.addCleanup(lambda: (w.stop(), t.join(5)))
+        return w
+
+    def test_curve_link(self):
+        gw = self.gateway()
+        w = self.run_worker(gw, self.server_pub.decode())
+        self.assertEqual(w.curve["public"], self.client_pub)
+        hdr, _ = gw.recv()
+        self.assertEqual(hdr[:3], [1, P.HELLO, "py-curve"])
+        gw.send([1, P.REQ, 1, 1, "safe", "k", 0], pack("over curve"))
+        self.assertEqual(unpack(gw.expect(P.REPLY)[1]), "over curve")
+
+    def test_wrong_server_key_never_connects(self):
+        gw = self.gateway()
+        other_pub, _ = zmq.curve_keypair()
+        with self.assertLogs("wsgate_worker", "ERROR") as logs:
+            self.run_worker(gw, other_pub.decode())
+            self.assertFalse(gw.sock.poll(1000), "nothing gets through")
+        self.assertIn("handshake", "\n".join(logs.output))
 
 
 class SignalTest(unittest.TestCase):

@@ -272,7 +272,9 @@ class Worker:
                 for L in core.links:
                     if L.connected is not False:  # a lost link HELLOs when it reconnects
                         self._hello(L.index)
-                next_hello = max(next_hello + hello_s, now)
+                next_hello += hello_s
+                if next_hello <= now:  # late (a slow handler): no burst of HELLOs
+                    next_hello = now + hello_s
             if now >= next_sweep:
                 core.passivate_idle(now)
                 next_sweep = now + sweep_s
