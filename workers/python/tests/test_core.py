@@ -424,6 +424,50 @@ class DrainTest(unittest.TestCase):
         self.assertTrue(core.drain_done(10000), "drain_ms passed")
         self.assertTrue(core.drain_done(0))
 
+    def test_waits_for_outstanding_published(self):
+        class Pub:
+            def handle(self, ctx, msg):
+                return ctx.publish("stock:" + msg.key, 1)
+
+        core, out, clock = make_core({"p": Pub}, links=2)
+        core.on_frames(0, welcome("a"))
+        core.on_frames(1, welcome("b"))
+        core.on_frames(1, req(1, 1, "p", "x"))
+        core.run()
+        ref = unpack(out.of(P.REPLY)[0][2])
+        core.begin_drain()
+        core.on_frames(0, [pack([1, P.DRAINING])])
+        core.on_frames(1, [pack([1, P.DRAINING])])
+        self.assertEqual([L.index for L in core.drain_waiting()], [1], "b owes a PUBLISHED")
+        self.assertFalse(core.drain_done(10000))
+        core.on_frames(1, [pack([1, P.PUBLISHED, ref, "", "", 1, "e"])])
+        self.assertTrue(core.drain_done(10000))
+
+    def test_published_owed_by_a_lost_or_restarted_gateway_not_waited_for(self):
+        class Pub:
+            def handle(self, ctx, msg):
+                return ctx.publish("c", 1)
+
+        core, out, clock = make_core({"p": Pub}, links=2)
+        core.on_frames(0, welcome("a"))
+        core.on_frames(1, welcome("b"))
+        core.on_frames(0, req(1, 1, "p", "x"))
+        core.on_frames(1, req(1, 1, "p", "x"))
+        core.run()
+        core.begin_drain()
+        core.on_frames(0, [pack([1, P.DRAINING])])
+        core.on_frames(1, [pack([1, P.DRAINING])])
+        self.assertEqual(len(core.drain_waiting()), 2)
+        core.link_lost(0)
+        out.take()
+        core.on_frames(1, welcome("b-restarted"))
+        self.assertEqual([(l, h) for l, h, _ in out.take()], [(1, [1, P.DRAIN])],
+                         "the new gateway is told about the drain")
+        self.assertFalse(core.drain_done(10000))
+        core.on_frames(1, [pack([1, P.DRAINING])])
+        self.assertTrue(core.drain_done(10000))
+        self.assertEqual(core.stats["publish_lost"], 2)
+
     def test_disconnected_link_not_waited_for(self):
         core, out, clock = make_core({"rec": Recorder}, links=1)
         core.on_frames(0, welcome("a"))

@@ -182,6 +182,63 @@ class WorkerThreadTest(unittest.TestCase):
         self.assertEqual(hdr[1], P.HELLO, "HELLO at reconnect, not after hello_ms")
 
 
+    def test_drain_announced_again_to_a_restarted_gateway(self):
+        # A gateway that restarted behind the same endpoint (faster than the
+        # link was seen down) shows as a WELCOME with another id.
+        gw = FakeGateway()
+        self.addCleanup(gw.close)
+        self.start(gw, hello_ms=100)
+        gw.recv()
+        gw.send([1, P.WELCOME, "gw-unit"])
+        time.sleep(0.1)
+        self.worker.stop()
+        gw.expect(P.DRAIN)
+        gw.send([1, P.WELCOME, "gw-unit-restarted"])
+        gw.expect(P.DRAIN)
+        time.sleep(0.2)
+        self.assertTrue(self.thread.is_alive(), "waits for the new gateway's DRAINING")
+        gw.send([1, P.DRAINING])
+        gw.expect(P.BYE)
+        self.thread.join(5)
+        self.assertEqual(self.result, [0])
+
+    def test_gateway_gone_during_drain_not_waited_for(self):
+        gw = FakeGateway()
+        self.start(gw, hello_ms=100)
+        gw.recv()
+        gw.send([1, P.WELCOME, "gw-unit"])
+        time.sleep(0.1)
+        self.worker.stop()
+        gw.expect(P.DRAIN)
+        gw.close()
+        self.thread.join(3)
+        self.assertEqual(self.result, [0], "a gateway that is down is not waited for")
+
+    def test_drain_waits_for_published(self):
+        class Pub:
+            def handle(self, ctx, msg):
+                return ctx.publish("stock:x", msg.data)
+
+        gw = FakeGateway()
+        self.addCleanup(gw.close)
+        self.start(gw, services={"pub": Pub})
+        gw.recv()
+        gw.send([1, P.WELCOME, "gw-unit"])
+        gw.send([1, P.REQ, 1, 1, "pub", "x", 0], pack(5))
+        hdr, _ = gw.expect(P.PUBLISH)
+        ref = hdr[2]
+        gw.expect(P.REPLY)
+        self.worker.stop()
+        gw.expect(P.DRAIN)
+        gw.send([1, P.DRAINING])
+        time.sleep(0.3)
+        self.assertTrue(self.thread.is_alive(), "BYE waits for the PUBLISHED")
+        gw.send([1, P.PUBLISHED, ref, "", "", 1, "e"])
+        gw.expect(P.BYE)
+        self.thread.join(5)
+        self.assertEqual(self.worker.stats["publish_ok"], 1)
+
+
 class CurveTest(unittest.TestCase):
     """CURVE: the worker is a CURVE client of the gateway's key; its own
     key pair comes from a wsgate-keygen style file (public key derived)."""

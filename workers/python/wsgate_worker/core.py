@@ -100,7 +100,7 @@ class Core:
         self.runq = collections.deque()  # actors with queued messages, round robin
         self.stats = collections.Counter()
         self.next_ref = 1
-        self.publishing = collections.OrderedDict()  # ref -> channel, awaiting PUBLISHED
+        self.publishing = collections.OrderedDict()  # ref -> (channel, link), awaiting PUBLISHED
         self.draining = False
         self.drain_started = None
         self._malformed_log = _RateLimit()
@@ -142,6 +142,8 @@ class Core:
         if m.type == P.WELCOME:
             if L.gateway_id != f["gateway_id"]:
                 self.log.info("gateway %s at %s", f["gateway_id"], L.endpoint)
+                if L.gateway_id is not None:  # another gateway: the old one's answers are void
+                    self.relink(link)
             L.gateway_id = f["gateway_id"]
             L.last_welcome = now
             self.stats["welcomes"] += 1
@@ -154,8 +156,25 @@ class Core:
             self._deliver(link, m, now)
         return m.type
 
+    def link_lost(self, link):
+        """The link dropped or now leads to another gateway: the PUBLISHED
+        answers still owed on it will not come."""
+        lost = [ref for ref, (_, l) in self.publishing.items() if l == link]
+        for ref in lost:
+            del self.publishing[ref]
+        self.stats["publish_lost"] += len(lost)
+
+    def relink(self, link):
+        """The link is up again, maybe to a restarted gateway: what the old
+        one owed is lost, and a drain under way must be announced again."""
+        self.link_lost(link)
+        L = self.links[link]
+        if self.draining:
+            L.draining = False
+            self.emit(link, P.encode_drain())
+
     def _published(self, L, f):
-        channel = self.publishing.pop(f["ref"], None)
+        channel, _ = self.publishing.pop(f["ref"], (None, None))
         if f["code"] == "":
             self.stats["publish_ok"] += 1
         else:
@@ -391,7 +410,7 @@ class Core:
                 return None
         ref = self.next_ref
         self.next_ref += 1
-        self.publishing[ref] = channel
+        self.publishing[ref] = (channel, link)
         while len(self.publishing) > 65536:  # outcomes that never came
             self.publishing.popitem(last=False)
         self.stats["publish_sent"] += 1
@@ -417,13 +436,22 @@ class Core:
             self.emit(L.index, P.encode_drain())
 
     def drain_waiting(self, now=None):
-        """The live gateways that have not answered DRAINING yet."""
+        """The live gateways that have not answered DRAINING yet, or still
+        owe a PUBLISHED.
+
+        The PUBLISHED wait matters: a gateway that answers a PUBLISH after
+        the worker said BYE and closed finds the link closing, takes the
+        worker for dead and answers `unavailable` to the requests whose
+        replies it has received but not read yet."""
         now = self.clock() if now is None else now
-        return [L for L in self.links if not L.draining and L.alive(now, self.alive_window())]
+        owing = {link for _, link in self.publishing.values()}
+        return [L for L in self.links if L.alive(now, self.alive_window())
+                and (not L.draining or L.index in owing)]
 
     def drain_done(self, drain_ms, now=None, force=False):
         """True once the mailboxes are empty and every live gateway has
-        answered DRAINING (or drain_ms passed, or force)."""
+        answered DRAINING and every PUBLISH (or drain_ms passed, or
+        force)."""
         if self.runq:
             return False
         now = self.clock() if now is None else now

@@ -181,15 +181,18 @@ class Worker:
         L = self.core.links[i]
         e = ev["event"]
         if e == zmq.EVENT_CONNECTED:
-            if L.connected is False:
-                self.log.info("reconnected to %s", L.endpoint)
+            reconnected = L.connected is False
             L.connected = True
             self._handshake_failed[i] = False
             self._hello(i)  # HELLO as soon as it connects
+            if reconnected:  # maybe to a restarted gateway; DRAIN again after the HELLO
+                self.log.info("reconnected to %s", L.endpoint)
+                self.core.relink(i)
         elif e == zmq.EVENT_DISCONNECTED:
             if L.connected is not False:
                 self.log.warning("link to %s lost; reconnecting", L.endpoint)
             L.connected = False
+            self.core.link_lost(i)
         elif not self._handshake_failed[i]:
             self._handshake_failed[i] = True  # logged once until it connects
             self.log.error("handshake with %s failed (%s): CURVE keys?", L.endpoint,
