@@ -164,8 +164,8 @@ class PythonWorkerTest(GatewayTestCase):
         left = stock
         chain = []
         for remaining, qty in buys:
-            self.assertEqual(remaining, left - qty,
-                             "%s: a buy of %d after %d left reports %d" % (sku, qty, left, remaining))
+            self.assertEqual(remaining, left - qty, "%s: a buy of %d after %d left reports %d"
+                             % (sku, qty, left, remaining))
             self.assertGreaterEqual(remaining, 0)
             left = remaining
             chain.append(remaining)
@@ -334,7 +334,8 @@ class PythonWorkerTest(GatewayTestCase):
         self.assertEqual(self.ledger.outcomes(held), {"unavailable": len(held)},
                          "requests held by a killed worker: unavailable")
         t_last = max(self.ledger.replies[i][0][1] for i in held)
-        self.assertLess(t_last - t_kill, 5 * SLOW, "unavailable should come with the worker's death")
+        self.assertLess(t_last - t_kill, 5 * SLOW,
+                        "unavailable should come with the worker's death")
         await self.wait_workers(1)
         rep = await self.call(admin, skus[0], "get")
         self.assertEqual(rep.get("code"), "no_service", rep)

@@ -64,7 +64,7 @@ class Malformed(ValueError):
     """A message the protocol says to drop (and count)."""
 
 
-# type: int; fields: dict of the known fields; payload: bytes or None
+# Incoming.type: int; .fields: dict of the known fields; .payload: bytes or None
 Incoming = namedtuple("Incoming", "type fields payload")
 
 

@@ -7,12 +7,10 @@ import os
 import signal
 import socket
 import threading
-import time
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from . import protocol as P
 from .core import Core
 
 log = logging.getLogger("wsgate_worker")
