@@ -38,6 +38,7 @@ typedef struct {
 typedef struct {
     bool live;
     bool draining;      /* sent DRAIN: keeps its work, gets no new keys */
+    bool unreachable;   /* a send failed: forgotten once queued input is read */
     uint8_t ident[256]; /* ROUTER routing id of the worker's DEALER */
     size_t ident_len;
     char id[PROTO_BK_WORKER_ID_MAX + 1];
@@ -71,6 +72,7 @@ struct gw_backend {
     ev_idle idle;
     ev_timer heartbeat; /* checks for workers whose HELLOs stopped */
     bool dirty;         /* the socket was used since ZMQ_EVENTS was last read */
+    bool forget_pending; /* some worker is unreachable: forget it after the next drain */
     gw_worker_t workers[GW_MAX_WORKERS];
     unsigned n_live;
     gw_service_t *services;
@@ -95,7 +97,7 @@ s_rebuild_index(gw_backend_t *b)
     for (i = 0; i < GW_MAX_WORKERS; i++) {
         gw_worker_t *w = &b->workers[i];
 
-        if (!w->live || w->draining)
+        if (!w->live || w->draining || w->unreachable)
             continue;
         for (j = 0; j < w->n_svcs; j++) {
             size_t len = strlen(w->svcs[j]);
@@ -135,6 +137,7 @@ s_forget(gw_backend_t *b, int slot, const char *why)
     gw_log(GW_LOG_INFO, "worker %s left (%s)", w->id, why);
     w->live = false;
     w->draining = false;
+    w->unreachable = false;
     free(w->svcs);
     w->svcs = NULL;
     free(w->svc_flags);
@@ -405,6 +408,20 @@ out:
     return 1;
 }
 
+/* Workers a send found unreachable, now that everything they sent
+ * before going (replies, BYE) has been read: what they still hold gets
+ * its answer from gw_on_worker_lost(). */
+static void
+s_forget_unreachable(gw_backend_t *b)
+{
+    unsigned i;
+
+    b->forget_pending = false;
+    for (i = 0; i < GW_MAX_WORKERS; i++)
+        if (b->workers[i].live && b->workers[i].unreachable)
+            s_forget(b, (int)i, "unreachable");
+}
+
 static void
 s_pump(gw_backend_t *b)
 {
@@ -432,6 +449,8 @@ s_pump(gw_backend_t *b)
     }
     ev_idle_stop(b->loop, &b->idle);
     b->dirty = false;
+    if (b->forget_pending)
+        s_forget_unreachable(b);
 }
 
 static void
@@ -782,7 +801,8 @@ gw_backend_send(gw_backend_t *b, int worker, const proto_buf_t *hdr, proto_span_
     gw_worker_t *w;
     int rc;
 
-    if (worker < 0 || worker >= GW_MAX_WORKERS || !b->workers[worker].live)
+    if (worker < 0 || worker >= GW_MAX_WORKERS || !b->workers[worker].live ||
+        b->workers[worker].unreachable)
         return -2;
     w = &b->workers[worker];
     rc = s_send_frames(b, w->ident, w->ident_len, hdr, payload);
@@ -791,8 +811,16 @@ gw_backend_send(gw_backend_t *b, int worker, const proto_buf_t *hdr, proto_span_
         return 0;
     }
     b->m->backend_send_failed++;
-    if (rc == -2)
-        s_forget(b, worker, "unreachable");
+    if (rc == -2 && !w->unreachable) {
+        /* Not forgotten here: its last replies (and BYE) may sit unread
+         * in our queue, and forgetting now would answer those requests
+         * `unavailable`. It leaves the routing at once; the next pump
+         * reads what it sent and then forgets it. */
+        w->unreachable = true;
+        s_rebuild_index(b);
+        b->forget_pending = true;
+        b->dirty = true;
+    }
     return rc;
 }
 

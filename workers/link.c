@@ -453,8 +453,6 @@ s_out_close(void *ctx, uint32_t origin, uint64_t conn, uint32_t code, proto_span
     return s_send(l, origin, false, NULL, 0);
 }
 
-static bool s_gateway_live(const wk_link_t *l, size_t i, uint64_t now);
-
 /* One PUB per gateway: the header is encoded once, the payload frame is
  * copied by zmq_send per gateway (ZeroMQ's copy; a zero-copy shared frame
  * would need a refcounted free function for a few hundred bytes). A
@@ -476,10 +474,14 @@ s_out_pub(void *ctx, proto_span_t channel, uint32_t kind, uint64_t offset, proto
     for (size_t i = 0; i < l->n_gw; i++) {
         if (!l->gw[i].sock)
             continue;
-        /* A gateway that stopped answering HELLOs has no subscriber
-         * talking to us through it: queueing for it would only pile up
-         * stale publications (up to the HWM) for when it comes back. */
-        if (!s_gateway_live(l, i, now)) {
+        /* A gateway that has not answered HELLOs for a long while (five
+         * intervals, at least 5 s: far past its own worker timeout, so a
+         * merely busy gateway never misses a publication) is gone or cut
+         * off: queueing for it would only pile up stale publications (up
+         * to the HWM) for when it comes back. Never welcomed: it cannot
+         * have subscribed anyone through us. */
+        uint64_t quiet = l->hello_ms * 5 > 5000 ? l->hello_ms * 5 : 5000;
+        if (!l->gw[i].last_welcome || now - l->gw[i].last_welcome > quiet) {
             l->st.pub_dropped++;
             continue;
         }

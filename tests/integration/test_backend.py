@@ -66,6 +66,8 @@ class PyWorker:
         await self.sock.send_multipart(frames)
 
     def close(self):
+        if self.sock.closed:
+            return
         for t in self.tasks:
             t.cancel()
         self.sock.close(0)

@@ -22,7 +22,7 @@ from harness import Client, Cluster, GatewayTestCase, JSON_PROTO, MSGPACK_PROTO,
 from test_backend import PyWorker, pack
 import msgpack
 
-PUBLISH, PUBLISHED, REQ, REPLY = 9, 37, 34, 2
+PUBLISH, PUBLISHED, REQ, REPLY, BYE = 9, 37, 34, 2, 7
 
 API_KEY = "test-api-key-0123456789abcdef"
 
@@ -355,6 +355,40 @@ class ChannelsTest(GatewayTestCase):
             await py.send([1, PUBLISH, 78, "bad name"], pack(1))
             hdr, _ = await py.next_of(PUBLISHED)
             self.assertEqual(hdr[2:4], [78, "bad_channel"], hdr)
+        finally:
+            py.close()
+
+    async def test_replies_before_bye_survive_a_failed_send(self):
+        """A worker answers its last requests, says BYE and closes; the
+        gateway, before reading that, fails to send it a PUBLISHED (the
+        peer is gone). The gateway used to forget the worker right there
+        and answer the three requests `unavailable` although their
+        replies sat unread in its queue. Found by the Python SDK's author;
+        this is that sequence, scripted with SIGSTOP."""
+        self.start_two(workers=1)
+        py = PyWorker(self.cluster.backend, wid="py-bye", services=("whoami",))
+        try:
+            await self.wait_metric(lambda m: m.get("wsgate_workers") == 2, what="the Python worker")
+            c = await self.client("dave", gw=1)
+            for i in (1, 2, 3):
+                await c.send({"op": "req", "id": i, "svc": "whoami"})
+            held = [(await py.next_of(REQ))[0] for _ in range(3)]
+            chan = self.cluster.workers["worker-1"]
+            chan.sigstop()
+            await py.send([1, PUBLISH, 77, "room:bye"], pack("last words"))
+            await asyncio.sleep(0.3)  # the pub REQ is queued at the stopped chan worker
+            self.cluster.gateway.sigstop()
+            chan.sigcont()
+            await asyncio.sleep(0.3)  # its REPLY waits in the stopped gateway's queue
+            for h in held:
+                await py.send([1, REPLY, h[2]], pack("ok"))
+            await py.send([1, BYE])
+            await asyncio.sleep(0.3)
+            py.close()  # gone: the PUBLISHED for ref 77 cannot be delivered
+            self.cluster.gateway.sigcont()
+            got = sorted([(r["id"], r["op"], r.get("data")) for r in
+                          [await c.recv() for _ in range(3)]])
+            self.assertEqual(got, [(1, "res", "ok"), (2, "res", "ok"), (3, "res", "ok")])
         finally:
             py.close()
 
