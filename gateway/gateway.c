@@ -983,6 +983,13 @@ s_ws_message(gw_t *gw, gw_conn_t *c, const uint8_t *p, size_t len, bool binary)
         s_req_err(gw, c, &env.id, PROTO_ERR_FORBIDDEN, "this service takes no client requests");
         return;
     }
+    /* "c:<conn>" names a connection's private actor: a client naming one
+     * itself could reach another connection's. */
+    if (env.key.len >= 2 && env.key.ptr[0] == 'c' && env.key.ptr[1] == ':') {
+        s_req_err(gw, c, &env.id, PROTO_ERR_BAD_REQUEST,
+                  "keys starting with c: are reserved for per-connection actors");
+        return;
+    }
     if (c->inflight >= gw->cfg.max_inflight) {
         s_req_err(gw, c, &env.id, PROTO_ERR_OVERLOADED, "too many requests in flight");
         return;

@@ -44,8 +44,11 @@ class AuthKit:
         return path
 
     def worker_args(self):
+        # leeway 2 s: iat is minted as int(time.time()) here and checked
+        # against the worker's clock, which may still read the second
+        # before (a token "issued in the future" by a second was a flake)
         return ["--auth-keys", self.keys_file, "--auth-iss", ISS, "--auth-aud", AUD,
-                "--auth-leeway-s", "0"]
+                "--auth-leeway-s", "2"]
 
     def token(self, sub="alice", ttl=300, alg="HS256", sub_channels=(), pub_channels=(),
               **claims):

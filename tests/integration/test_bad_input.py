@@ -85,6 +85,19 @@ class BadInputTest(GatewayTestCase):
             what="the unanswered no_service to be counted",
         )
 
+    async def test_per_connection_keys_are_reserved(self):
+        """A client naming "c:<conn>" could reach another connection's
+        private actor: refused, and the connection goes on."""
+        c = await self.connect("json")
+        before = self.err_count("bad_request")
+        rep = await c.call("counter", key="c:1", id=41)
+        self.assertEqual((rep["op"], rep["code"]), ("err", "bad_request"), rep)
+        self.assertIn("reserved", rep["msg"])
+        rep = await c.call("counter", key="cc:1", id=42)  # only the exact prefix
+        self.assertEqual(rep["op"], "res", rep)
+        self.assertGreaterEqual(self.err_count("bad_request"), before + 1)
+        await c.echo_ok(self)
+
     async def test_binary_frame_on_json(self):
         c = await self.connect("json")
         frame = msgpack.packb({"id": 31, "svc": "echo", "data": 1})
