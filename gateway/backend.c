@@ -70,8 +70,8 @@ struct gw_backend {
     ev_io io;
     ev_prepare prepare;
     ev_idle idle;
-    ev_timer heartbeat; /* checks for workers whose HELLOs stopped */
-    bool dirty;         /* the socket was used since ZMQ_EVENTS was last read */
+    ev_timer heartbeat;  /* checks for workers whose HELLOs stopped */
+    bool dirty;          /* the socket was used since ZMQ_EVENTS was last read */
     bool forget_pending; /* some worker is unreachable: forget it after the next drain */
     gw_worker_t workers[GW_MAX_WORKERS];
     unsigned n_live;
@@ -615,11 +615,10 @@ s_curve_setup(gw_backend_t *b, const gw_config_t *cfg)
         return -1;
     }
     if (world)
-        gw_log(GW_LOG_WARN, "%s is readable by others (chmod 600 it)",
-                cfg->curve_secret_file);
+        gw_log(GW_LOG_WARN, "%s is readable by others (chmod 600 it)", cfg->curve_secret_file);
     if (z->n_keys == 0)
         gw_log(GW_LOG_WARN, "%s lists no worker keys: every worker is refused",
-                cfg->curve_allow_file);
+               cfg->curve_allow_file);
     if (zmq_curve_public(public, secret) != 0) {
         fprintf(stderr, "wsgate: %s: not a CURVE secret key\n", cfg->curve_secret_file);
         return -1;
@@ -644,7 +643,7 @@ s_curve_setup(gw_backend_t *b, const gw_config_t *cfg)
     }
     z->started = true;
     gw_log(GW_LOG_INFO, "CURVE on, server public key %s, %zu worker keys allowed", public,
-            z->n_keys);
+           z->n_keys);
     return 0;
 }
 

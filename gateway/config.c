@@ -193,8 +193,8 @@ s_set_origin(void *obj, const proto_setting_t *s, const char *val, char *err, si
     /* scheme://host[:port], nothing after: that is all an Origin holds */
     if (cfg->n_origins == GW_MAX_ORIGINS || n == 0 || n >= sizeof(cfg->origins[0]) ||
         !strstr(val, "://") || strchr(strstr(val, "://") + 3, '/')) {
-        snprintf(err, errsz, "expected SCHEME://HOST[:PORT] (at most %d), got '%s'",
-                 GW_MAX_ORIGINS, val);
+        snprintf(err, errsz, "expected SCHEME://HOST[:PORT] (at most %d), got '%s'", GW_MAX_ORIGINS,
+                 val);
         return -1;
     }
     memcpy(cfg->origins[cfg->n_origins++], val, n + 1);
@@ -376,8 +376,10 @@ s_read_api_key(gw_config_t *cfg)
             n = 0;
     }
     if (n < 16 || n > GW_API_KEY_MAX) {
-        fprintf(stderr, "wsgate: api-key-file %s: the first line must be 16..%d printable "
-                        "characters without spaces\n", cfg->api_key_file, GW_API_KEY_MAX);
+        fprintf(stderr,
+                "wsgate: api-key-file %s: the first line must be 16..%d printable "
+                "characters without spaces\n",
+                cfg->api_key_file, GW_API_KEY_MAX);
         return -1;
     }
     memcpy(cfg->api_key, line, n + 1);

@@ -47,23 +47,23 @@ typedef struct {
     char curve_secret_file[512]; /* empty: no CURVE on the backend */
     char curve_allow_file[512];  /* workers' public keys, Z85, one a line */
     /* auth (docs/security.md) */
-    char auth[16];                 /* "none" or "required" */
-    bool auth_required;            /* derived from auth */
-    char auth_service[65];         /* verifies tokens (the worker's `auth`) */
-    uint32_t auth_timeout_ms;      /* unauthenticated this long: close 4004 */
-    uint32_t auth_grace_ms;        /* token expired this long without refresh: close 4005 */
-    char raw_auth[16];             /* raw endpoints under auth=required: must say "none" */
+    char auth[16];                     /* "none" or "required" */
+    bool auth_required;                /* derived from auth */
+    char auth_service[65];             /* verifies tokens (the worker's `auth`) */
+    uint32_t auth_timeout_ms;          /* unauthenticated this long: close 4004 */
+    uint32_t auth_grace_ms;            /* token expired this long without refresh: close 4005 */
+    char raw_auth[16];                 /* raw endpoints under auth=required: must say "none" */
     char origins[GW_MAX_ORIGINS][256]; /* allowed Origin values; "*" in the host part matches */
-    int n_origins;                 /* 0: any origin */
-    bool allow_no_origin;          /* clients that send no Origin (devices) */
+    int n_origins;                     /* 0: any origin */
+    bool allow_no_origin;              /* clients that send no Origin (devices) */
     /* channels */
-    char channel_service[65];      /* the channel actors' service (`chan`) */
-    uint32_t max_subs;             /* subscriptions per connection */
-    uint32_t max_channel_len;      /* bytes in a channel name */
-    char api_key_file[512];        /* admin POST /publish; empty: publishing over HTTP is off */
+    char channel_service[65];         /* the channel actors' service (`chan`) */
+    uint32_t max_subs;                /* subscriptions per connection */
+    uint32_t max_channel_len;         /* bytes in a channel name */
+    char api_key_file[512];           /* admin POST /publish; empty: publishing over HTTP is off */
     char api_key[GW_API_KEY_MAX + 1]; /* read from api_key_file */
-    char log_format[8];    /* "text" or "json" */
-    bool log_json;         /* derived */
+    char log_format[8];               /* "text" or "json" */
+    bool log_json;                    /* derived */
     int verbose;
     bool check_config; /* --check-config: validate, print, exit */
 } gw_config_t;

@@ -88,7 +88,7 @@ struct gw {
     proto_buf_t hdr;     /* backend headers */
     proto_buf_t payload; /* payloads the gateway builds (auth, channel ops) */
     gw_chans_t chans;
-    gw_heap_t timers;    /* auth timeouts and token expiries */
+    gw_heap_t timers; /* auth timeouts and token expiries */
     ev_timer auth_timer;
     ev_timer rehome_timer; /* membership changed: channel actors may have moved */
     proto_buf_t rehome;    /* the messages a re-homing pass sends */
@@ -411,8 +411,7 @@ s_send_err(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_err_t code, const
 /* An error with a worker's code and text (already validated by the
  * backend decoder). Counted under no gateway code. */
 static void
-s_send_err_span(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_span_t code,
-                proto_span_t text)
+s_send_err_span(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_span_t code, proto_span_t text)
 {
     proto_buf_t b;
     gw_msg_t *m;
@@ -629,8 +628,9 @@ s_req_send(gw_t *gw, gw_req_kind_t kind, uint64_t conn, const proto_id_t *id, pr
         s_req_free(gw, r);
         /* -3: it went out but cannot be tracked; its reply will count as
          * unknown. Say so now rather than never. */
-        return sent == -1 ? PROTO_ERR_OVERLOADED
-                          : sent == -3 ? PROTO_ERR_INTERNAL : PROTO_ERR_NO_SERVICE;
+        return sent == -1   ? PROTO_ERR_OVERLOADED
+               : sent == -3 ? PROTO_ERR_INTERNAL
+                            : PROTO_ERR_NO_SERVICE;
     }
     gw->next_rid++;
     gw->m.requests++;
@@ -679,8 +679,8 @@ s_req_err_text(int code)
 
 static void s_http_answer_err(gw_t *gw, uint64_t session, unsigned status, const char *code,
                               const char *text);
-static void s_bk_published(gw_t *gw, int slot, uint64_t ref, proto_span_t code,
-                           proto_span_t msg, uint64_t offset, proto_span_t epoch);
+static void s_bk_published(gw_t *gw, int slot, uint64_t ref, proto_span_t code, proto_span_t msg,
+                           uint64_t offset, proto_span_t epoch);
 
 /*
  * A request the gateway itself must answer (deadline, worker lost): the
@@ -817,9 +817,9 @@ s_chan_payload(gw_t *gw, const gw_conn_t *c, const proto_envelope_t *env, const 
         if (mpk_write_cstr(b, "presence") || mpk_write_bool(b, env->presence) ||
             mpk_write_cstr(b, "data") || mpk_write_raw(b, env->data.ptr, env->data.len))
             return -1;
-        if (recover && (mpk_write_cstr(b, "epoch") ||
-                        mpk_write_str(b, env->epoch.ptr, env->epoch.len) ||
-                        mpk_write_cstr(b, "offset") || mpk_write_uint(b, env->offset)))
+        if (recover &&
+            (mpk_write_cstr(b, "epoch") || mpk_write_str(b, env->epoch.ptr, env->epoch.len) ||
+             mpk_write_cstr(b, "offset") || mpk_write_uint(b, env->offset)))
             return -1;
     } else if (env->op == PROTO_OP_PUB) {
         if (mpk_write_cstr(b, "data") || mpk_write_raw(b, env->data.ptr, env->data.len))
@@ -849,9 +849,10 @@ s_res_null(gw_t *gw, gw_conn_t *c, const proto_id_t *id)
 static void
 s_chan_op(gw_t *gw, gw_conn_t *c, const proto_envelope_t *env)
 {
-    static const char *const ops[] = {
-        [PROTO_OP_SUB] = "sub", [PROTO_OP_PUB] = "pub", [PROTO_OP_PRESENCE] = "presence",
-        [PROTO_OP_HISTORY] = "history"};
+    static const char *const ops[] = {[PROTO_OP_SUB] = "sub",
+                                      [PROTO_OP_PUB] = "pub",
+                                      [PROTO_OP_PRESENCE] = "presence",
+                                      [PROTO_OP_HISTORY] = "history"};
     proto_span_t svc = s_svc_span(gw->cfg.channel_service);
     gw_sub_t *sub = NULL;
     gw_req_t *r;
@@ -889,9 +890,9 @@ s_chan_op(gw_t *gw, gw_conn_t *c, const proto_envelope_t *env)
             err = PROTO_ERR_INTERNAL;
             goto fail;
         }
-        err = s_req_send(gw, GW_REQ_CHAN, c->id, &env->id, svc, env->channel, PROTO_BK_F_GW,
-                         s_user(c), proto_span(proto_buf_payload(&gw->payload), gw->payload.len),
-                         &r);
+        err =
+            s_req_send(gw, GW_REQ_CHAN, c->id, &env->id, svc, env->channel, PROTO_BK_F_GW,
+                       s_user(c), proto_span(proto_buf_payload(&gw->payload), gw->payload.len), &r);
         if (err)
             goto fail;
         c->inflight++;
@@ -1351,9 +1352,8 @@ s_trusted_pub_payload(gw_t *gw, proto_span_t channel, proto_span_t data)
     return mpk_write_map(b, 6) || mpk_write_cstr(b, "op") || mpk_write_cstr(b, "pub") ||
            mpk_write_cstr(b, "channel") || mpk_write_str(b, channel.ptr, channel.len) ||
            mpk_write_cstr(b, "user") || mpk_write_str(b, "", 0) || mpk_write_cstr(b, "info") ||
-           mpk_write_nil(b) || mpk_write_cstr(b, "data") ||
-           mpk_write_raw(b, data.ptr, data.len) || mpk_write_cstr(b, "trusted") ||
-           mpk_write_bool(b, true);
+           mpk_write_nil(b) || mpk_write_cstr(b, "data") || mpk_write_raw(b, data.ptr, data.len) ||
+           mpk_write_cstr(b, "trusted") || mpk_write_bool(b, true);
 }
 
 static void
@@ -1694,7 +1694,8 @@ s_on_auth(gw_t *gw, gw_conn_t *c, gw_req_t *r, const proto_bk_t *hdr, proto_span
         s_send_err(gw, c, &r->id, PROTO_ERR_INTERNAL, "the auth service's answer is malformed");
         return;
     }
-    if (c->ident && (c->ident->user_len != user.len || memcmp(c->ident->data, user.ptr, user.len))) {
+    if (c->ident &&
+        (c->ident->user_len != user.len || memcmp(c->ident->data, user.ptr, user.len))) {
         gw->m.auth_failed++;
         s_send_err_span(gw, c, &r->id, s_svc_span("user_changed"),
                         s_svc_span("a refresh must keep the connection's user"));

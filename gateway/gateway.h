@@ -92,15 +92,15 @@ typedef struct gw_conn {
     gw_sq_node_t *sq_head, *sq_tail;
     uint32_t sq_msgs;
     uint32_t sq_bytes;
-    uint8_t *rx_buf;  /* reassembly of fragmented messages */
+    uint8_t *rx_buf;     /* reassembly of fragmented messages */
     struct gw_sub *subs; /* this connection's channel subscriptions (chan.h) */
     gw_ident_t *ident;   /* owned; NULL while anonymous */
-    char *close_text; /* owned; reason a worker gave for its CLOSE */
+    char *close_text;    /* owned; reason a worker gave for its CLOSE */
     uint32_t rx_len, rx_cap;
     uint64_t last_rx_ms;
     uint32_t inflight;
-    uint32_t sub_seq;     /* tags subscribe requests */
-    uint32_t auth_gen;    /* bumps at each successful auth: stale expiry timers */
+    uint32_t sub_seq;  /* tags subscribe requests */
+    uint32_t auth_gen; /* bumps at each successful auth: stale expiry timers */
     uint16_t n_subs;
     uint16_t linger_code; /* close with it once the send queue has gone out */
     uint16_t close_code;  /* non-zero: close with it at the next writeable */
@@ -112,7 +112,7 @@ typedef struct gw_conn {
     uint8_t auth;         /* GW_AUTH_* */
     uint8_t want_ping : 1;
     uint8_t auth_inflight : 1; /* an auth request is at the auth service */
-    uint8_t rx_binary : 1; /* type of the message being reassembled */
+    uint8_t rx_binary : 1;     /* type of the message being reassembled */
     uint8_t admitted : 1;
     uint8_t opened : 1;
 } gw_conn_t;
@@ -175,8 +175,7 @@ void gw_on_worker_lost(gw_t *gw, int worker);
  * key was checked. Returns 0 when the publication went to the channel
  * actor: gw_ws_http_answer(session, ...) follows later. Otherwise an HTTP
  * status to answer with now, and *why a short text. */
-int gw_http_publish(gw_t *gw, uint64_t session, const uint8_t *body, size_t len,
-                    const char **why);
+int gw_http_publish(gw_t *gw, uint64_t session, const uint8_t *body, size_t len, const char **why);
 
 /* --- offered by ws.c ----------------------------------------------------- */
 

@@ -5,8 +5,8 @@
 #include <stdio.h>
 
 static const char *s_close_names[GW_CLOSE__COUNT] = {
-    "normal",     "too_large",  "bad_utf8", "slow_consumer", "idle_timeout",
-    "no_service", "overloaded", "worker",   "shutdown",      "error",
+    "normal",      "too_large",    "bad_utf8",      "slow_consumer", "idle_timeout",
+    "no_service",  "overloaded",   "worker",        "shutdown",      "error",
     "auth_failed", "auth_timeout", "token_expired",
 };
 

@@ -60,7 +60,7 @@ struct gw_ws {
     struct lws_protocols admin_protos[2];
     struct lws_http_mount mount;
     lws_retry_bo_t retry;
-    gw_idmap_t http;        /* admin session id -> struct lws *, while a publish is out */
+    gw_idmap_t http; /* admin session id -> struct lws *, while a publish is out */
     uint64_t next_session;
 };
 
@@ -293,7 +293,9 @@ s_filter(gw_t *gw, struct lws *wsi, gw_conn_t *c)
                                    "content-type: text/plain\r\ncontent-length: 18\r\n"
                                    "connection: close\r\n\r\norigin not allowed";
         const char *r = rc == 503 ? r503 : rc == 403 ? r403 : r404;
-        size_t rlen = rc == 503 ? sizeof(r503) - 1 : rc == 403 ? sizeof(r403) - 1 : sizeof(r404) - 1;
+        size_t rlen = rc == 503   ? sizeof(r503) - 1
+                      : rc == 403 ? sizeof(r403) - 1
+                                  : sizeof(r404) - 1;
 
         if (send(lws_get_socket_fd(wsi), r, rlen, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
             gw_log_limited(GW_LOG_DEBUG, "refusal not sent");
@@ -513,7 +515,9 @@ s_lws_log(int level, const char *line)
 
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    gw_log(level & LLL_ERR ? GW_LOG_ERR : level & LLL_WARN ? GW_LOG_WARN : GW_LOG_DEBUG,
+    gw_log(level & LLL_ERR    ? GW_LOG_ERR
+           : level & LLL_WARN ? GW_LOG_WARN
+                              : GW_LOG_DEBUG,
            "lws: %.*s", (int)n, line);
 }
 

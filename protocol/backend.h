@@ -25,28 +25,29 @@
 
 typedef enum {
     /* worker -> gateway */
-    PROTO_BK_HELLO = 1, /* [1, 1, worker_id, [svc...], [svc_flags...]?] */
-    PROTO_BK_REPLY = 2, /* [1, 2, rid] + payload: msgpack data */
-    PROTO_BK_ERROR = 3, /* [1, 3, rid, code, msg] */
-    PROTO_BK_SEND = 4,  /* [1, 4, [conn...], flags, svc] + payload */
-    PROTO_BK_CLOSE = 5, /* [1, 5, conn, close_code, reason] */
-    PROTO_BK_DRAIN = 6, /* [1, 6]: route no new work to me */
-    PROTO_BK_BYE = 7,   /* [1, 7]: I am leaving now */
-    PROTO_BK_PUB = 8,   /* [1, 8, channel, kind, offset, epoch, user] + payload: fan out */
+    PROTO_BK_HELLO = 1,   /* [1, 1, worker_id, [svc...], [svc_flags...]?] */
+    PROTO_BK_REPLY = 2,   /* [1, 2, rid] + payload: msgpack data */
+    PROTO_BK_ERROR = 3,   /* [1, 3, rid, code, msg] */
+    PROTO_BK_SEND = 4,    /* [1, 4, [conn...], flags, svc] + payload */
+    PROTO_BK_CLOSE = 5,   /* [1, 5, conn, close_code, reason] */
+    PROTO_BK_DRAIN = 6,   /* [1, 6]: route no new work to me */
+    PROTO_BK_BYE = 7,     /* [1, 7]: I am leaving now */
+    PROTO_BK_PUB = 8,     /* [1, 8, channel, kind, offset, epoch, user] + payload: fan out */
     PROTO_BK_PUBLISH = 9, /* [1, 9, ref, channel] + payload: publish through the channel service */
     /* gateway -> worker */
-    PROTO_BK_WELCOME = 32,  /* [1, 32, gateway_id] */
-    PROTO_BK_OPEN = 33,     /* [1, 33, conn, svc, key, flags] */
-    PROTO_BK_REQ = 34,      /* [1, 34, rid, conn, svc, key, flags, user?] + payload */
-    PROTO_BK_CLOSED = 35,   /* [1, 35, conn, svc, key, close_code] */
-    PROTO_BK_DRAINING = 36, /* [1, 36]: DRAIN seen; nothing new will follow */
+    PROTO_BK_WELCOME = 32,   /* [1, 32, gateway_id] */
+    PROTO_BK_OPEN = 33,      /* [1, 33, conn, svc, key, flags] */
+    PROTO_BK_REQ = 34,       /* [1, 34, rid, conn, svc, key, flags, user?] + payload */
+    PROTO_BK_CLOSED = 35,    /* [1, 35, conn, svc, key, close_code] */
+    PROTO_BK_DRAINING = 36,  /* [1, 36]: DRAIN seen; nothing new will follow */
     PROTO_BK_PUBLISHED = 37, /* [1, 37, ref, code, msg, offset, epoch]: PUBLISH's outcome */
 } proto_bk_type_t;
 
 /* flags on OPEN, REQ and SEND */
 #define PROTO_BK_F_RAW 0x1  /* raw endpoint: payload is the client's bytes verbatim */
 #define PROTO_BK_F_TEXT 0x2 /* raw: a text frame (valid UTF-8); else binary */
-#define PROTO_BK_F_GW 0x4   /* the gateway built this REQ (auth, channel ops); payload is a gateway map */
+#define PROTO_BK_F_GW                                                                              \
+    0x4 /* the gateway built this REQ (auth, channel ops); payload is a gateway map */
 
 /* PUB kinds */
 #define PROTO_BK_PUB_MSG 0   /* a publication: payload is its data */

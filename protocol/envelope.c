@@ -23,11 +23,16 @@
 static const uint8_t s_nil[1] = {0xc0};
 
 static const char *const s_err_names[PROTO_ERR__COUNT] = {
-    [PROTO_ERR_BAD_REQUEST] = "bad_request", [PROTO_ERR_NO_SERVICE] = "no_service",
-    [PROTO_ERR_TOO_LARGE] = "too_large",     [PROTO_ERR_OVERLOADED] = "overloaded",
-    [PROTO_ERR_TIMEOUT] = "timeout",         [PROTO_ERR_INTERNAL] = "internal",
-    [PROTO_ERR_UNAVAILABLE] = "unavailable", [PROTO_ERR_UNAUTHENTICATED] = "unauthenticated",
-    [PROTO_ERR_FORBIDDEN] = "forbidden",     [PROTO_ERR_BAD_CHANNEL] = "bad_channel",
+    [PROTO_ERR_BAD_REQUEST] = "bad_request",
+    [PROTO_ERR_NO_SERVICE] = "no_service",
+    [PROTO_ERR_TOO_LARGE] = "too_large",
+    [PROTO_ERR_OVERLOADED] = "overloaded",
+    [PROTO_ERR_TIMEOUT] = "timeout",
+    [PROTO_ERR_INTERNAL] = "internal",
+    [PROTO_ERR_UNAVAILABLE] = "unavailable",
+    [PROTO_ERR_UNAUTHENTICATED] = "unauthenticated",
+    [PROTO_ERR_FORBIDDEN] = "forbidden",
+    [PROTO_ERR_BAD_CHANNEL] = "bad_channel",
     [PROTO_ERR_TOO_MANY_SUBS] = "too_many_subscriptions",
     [PROTO_ERR_ALREADY_SUBSCRIBED] = "already_subscribed",
     [PROTO_ERR_NOT_SUBSCRIBED] = "not_subscribed",
@@ -1059,8 +1064,8 @@ proto_envelope_encode_msg(proto_enc_t enc, proto_span_t channel, proto_span_t ep
         mpk_write_str(out, channel.ptr, channel.len) < 0 || mpk_write_cstr(out, "epoch") < 0 ||
         mpk_write_str(out, epoch.ptr, epoch.len) < 0 || mpk_write_cstr(out, "offset") < 0 ||
         mpk_write_uint(out, offset) < 0 ||
-        (user.len && (mpk_write_cstr(out, "user") < 0 ||
-                      mpk_write_str(out, user.ptr, user.len) < 0)) ||
+        (user.len &&
+         (mpk_write_cstr(out, "user") < 0 || mpk_write_str(out, user.ptr, user.len) < 0)) ||
         mpk_write_cstr(out, "data") < 0 || mpk_write_raw(out, data.ptr, data.len) < 0) {
         out->len = mark;
         return PROTO_NOMEM;
@@ -1081,7 +1086,8 @@ proto_envelope_encode_presence(proto_enc_t enc, bool join, proto_span_t channel,
         return PROTO_MALFORMED;
     if (enc == PROTO_ENC_JSON) {
         o = s_json_head(op, NULL);
-        if (!o || s_jset(o, "channel", s_jstr(channel)) < 0 || s_jset(o, "user", s_jstr(user)) < 0) {
+        if (!o || s_jset(o, "channel", s_jstr(channel)) < 0 ||
+            s_jset(o, "user", s_jstr(user)) < 0) {
             json_decref(o);
             return PROTO_NOMEM;
         }

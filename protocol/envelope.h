@@ -16,10 +16,10 @@
 #include "proto.h"
 
 #define PROTO_VERSION 1
-#define PROTO_SVC_MAX 64  /* bytes in a service name: [a-z0-9_.-]+ */
-#define PROTO_KEY_MAX 256 /* bytes in an actor key: any UTF-8 */
-#define PROTO_ID_MAX 64   /* bytes in a string request id */
-#define PROTO_CODE_MAX 32 /* bytes in an error code: [a-z0-9_]+ */
+#define PROTO_SVC_MAX 64      /* bytes in a service name: [a-z0-9_.-]+ */
+#define PROTO_KEY_MAX 256     /* bytes in an actor key: any UTF-8 */
+#define PROTO_ID_MAX 64       /* bytes in a string request id */
+#define PROTO_CODE_MAX 32     /* bytes in an error code: [a-z0-9_]+ */
 #define PROTO_CHANNEL_MAX 255 /* bytes in a channel name (the gateway may set a lower limit) */
 #define PROTO_TOKEN_MAX 8192  /* bytes in an auth token */
 #define PROTO_EPOCH_MAX 32    /* bytes in a channel epoch */
@@ -50,10 +50,10 @@ typedef enum {
     PROTO_ERR_TIMEOUT,
     PROTO_ERR_INTERNAL,
     PROTO_ERR_UNAVAILABLE,
-    PROTO_ERR_UNAUTHENTICATED,  /* auth = required and the connection has not authenticated */
-    PROTO_ERR_FORBIDDEN,        /* not allowed (reserved services; channel permissions) */
-    PROTO_ERR_BAD_CHANNEL,      /* channel name: characters or length */
-    PROTO_ERR_TOO_MANY_SUBS,    /* over the subscriptions per connection */
+    PROTO_ERR_UNAUTHENTICATED, /* auth = required and the connection has not authenticated */
+    PROTO_ERR_FORBIDDEN,       /* not allowed (reserved services; channel permissions) */
+    PROTO_ERR_BAD_CHANNEL,     /* channel name: characters or length */
+    PROTO_ERR_TOO_MANY_SUBS,   /* over the subscriptions per connection */
     PROTO_ERR_ALREADY_SUBSCRIBED,
     PROTO_ERR_NOT_SUBSCRIBED,
     PROTO_ERR__COUNT

@@ -21,7 +21,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { PROTO_LOG_ERR = 0, PROTO_LOG_WARN, PROTO_LOG_INFO, PROTO_LOG_DEBUG } proto_log_level_t;
+typedef enum {
+    PROTO_LOG_ERR = 0,
+    PROTO_LOG_WARN,
+    PROTO_LOG_INFO,
+    PROTO_LOG_DEBUG
+} proto_log_level_t;
 
 /* prog: "wsgate", "wsgate-worker" (borrowed: a literal). */
 void proto_log_init(const char *prog, bool json, int level);

@@ -40,8 +40,8 @@
 typedef struct {
     void *sock;
     char *endpoint;
-    bool drain_acked;      /* DRAINING received: nothing more will come from it */
-    uint64_t last_welcome; /* ms; WELCOME answers each HELLO of a live gateway */
+    bool drain_acked;                       /* DRAINING received: nothing more will come from it */
+    uint64_t last_welcome;                  /* ms; WELCOME answers each HELLO of a live gateway */
     char gw_id[PROTO_BK_WORKER_ID_MAX + 1]; /* from WELCOME: request ids in logs */
     bool discovered; /* from --gateway-dns / --gateways-file, not --gateway */
     bool seen;       /* scratch for s_discover */
@@ -270,9 +270,8 @@ wk_link_t *
 wk_link_new(const wk_link_cfg_t *cfg)
 {
     if (!cfg || (cfg->n_endpoints && !cfg->endpoints) || cfg->n_endpoints > UINT32_MAX ||
-        (cfg->n_endpoints == 0 && !cfg->gateway_dns && !cfg->gateways_file) ||
-        !cfg->worker_id || cfg->worker_id[0] == '\0' ||
-        strlen(cfg->worker_id) > PROTO_BK_WORKER_ID_MAX) {
+        (cfg->n_endpoints == 0 && !cfg->gateway_dns && !cfg->gateways_file) || !cfg->worker_id ||
+        cfg->worker_id[0] == '\0' || strlen(cfg->worker_id) > PROTO_BK_WORKER_ID_MAX) {
         fprintf(stderr, "wsgate-worker: bad link configuration\n");
         return NULL;
     }
@@ -598,7 +597,7 @@ s_dispatch(wk_link_t *l, uint32_t origin, wk_runtime_t *rt, zmq_msg_t *hdr_frame
         snprintf(l->gw[origin].gw_id, sizeof l->gw[origin].gw_id, "%.*s", (int)hdr.id.len,
                  (const char *)hdr.id.ptr);
         proto_log(PROTO_LOG_DEBUG, "gateway %s: welcome from %.*s", ep, (int)hdr.id.len,
-                    (const char *)hdr.id.ptr);
+                  (const char *)hdr.id.ptr);
         break;
     default:
         l->st.unexpected++;
@@ -622,7 +621,7 @@ s_read(wk_link_t *l, uint32_t origin, wk_runtime_t *rt)
             if (e == EAGAIN || e == EINTR)
                 return 0;
             proto_log(PROTO_LOG_ERR, "gateway %s: receive: %s", l->gw[origin].endpoint,
-                    zmq_strerror(e));
+                      zmq_strerror(e));
             return -1;
         }
         l->st.rx++;

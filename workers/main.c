@@ -406,8 +406,8 @@ main(int argc, char **argv)
         char gws[1024];
         size_t off = 0;
         for (size_t i = 0; i < o.n_gateways && off < sizeof gws; i++)
-            off += (size_t)snprintf(gws + off, sizeof gws - off, "%s%s", i ? "," : "",
-                                    o.gateways[i]);
+            off +=
+                (size_t)snprintf(gws + off, sizeof gws - off, "%s%s", i ? "," : "", o.gateways[i]);
         proto_log(PROTO_LOG_INFO, "services %s; gateways %s%s%s%s%s", o.services,
                   gws[0] ? gws : "-", o.gateway_dns[0] ? "; dns " : "", o.gateway_dns,
                   o.gateways_file[0] ? "; file " : "", o.gateways_file);
@@ -432,13 +432,13 @@ main(int argc, char **argv)
               "errors %llu unanswered %llu overloaded %llu passivated %llu live %llu; "
               "pub %llu pub_dropped %llu publish_ok %llu publish_err %llu",
               (unsigned long long)ls.rx, (unsigned long long)ls.tx,
-            (unsigned long long)ls.tx_dropped,
-            (unsigned long long)(ls.malformed + ls.bad_version + ls.unexpected),
-            (unsigned long long)rs.handled, (unsigned long long)rs.errors,
-            (unsigned long long)rs.unanswered, (unsigned long long)rs.overloaded,
-            (unsigned long long)rs.passivated, (unsigned long long)rs.live_actors,
-            (unsigned long long)ls.pub_tx, (unsigned long long)ls.pub_dropped,
-            (unsigned long long)ls.publish_ok, (unsigned long long)ls.publish_err);
+              (unsigned long long)ls.tx_dropped,
+              (unsigned long long)(ls.malformed + ls.bad_version + ls.unexpected),
+              (unsigned long long)rs.handled, (unsigned long long)rs.errors,
+              (unsigned long long)rs.unanswered, (unsigned long long)rs.overloaded,
+              (unsigned long long)rs.passivated, (unsigned long long)rs.live_actors,
+              (unsigned long long)ls.pub_tx, (unsigned long long)ls.pub_dropped,
+              (unsigned long long)ls.publish_ok, (unsigned long long)ls.publish_err);
 
     /* The runtime first: stop_fn may still send through the link. */
     wk_runtime_destroy(&rt);

@@ -52,7 +52,8 @@ wk_metrics_render(const wk_runtime_t *rt, const wk_link_stats_t *ls, proto_buf_t
                 "Actors kept from passivation (channels with subscribers).", st.pinned);
     rc |= s_one(out, "wsgate_worker_mailbox_depth", "gauge", "Messages queued in all mailboxes.",
                 st.queued);
-    rc |= s_one(out, "wsgate_worker_actors_started_total", "counter", "Actors started.", st.started);
+    rc |=
+        s_one(out, "wsgate_worker_actors_started_total", "counter", "Actors started.", st.started);
     rc |= s_one(out, "wsgate_worker_actors_passivated_total", "counter",
                 "Actors passivated (idle, evicted, stopped).", st.passivated);
     rc |= s_one(out, "wsgate_worker_overloaded_total", "counter",
@@ -69,13 +70,12 @@ wk_metrics_render(const wk_runtime_t *rt, const wk_link_stats_t *ls, proto_buf_t
             other = 0;
         rc |= s_put(out, "wsgate_worker_handled_total{service=\"%s\",result=\"ok\"} %" PRIu64 "\n",
                     name, s->replied);
-        rc |= s_put(out,
-                    "wsgate_worker_handled_total{service=\"%s\",result=\"error\"} %" PRIu64 "\n",
-                    name, s->errored);
-        rc |= s_put(out,
-                    "wsgate_worker_handled_total{service=\"%s\",result=\"unanswered\"} %" PRIu64
-                    "\n",
-                    name, s->unanswered);
+        rc |=
+            s_put(out, "wsgate_worker_handled_total{service=\"%s\",result=\"error\"} %" PRIu64 "\n",
+                  name, s->errored);
+        rc |= s_put(
+            out, "wsgate_worker_handled_total{service=\"%s\",result=\"unanswered\"} %" PRIu64 "\n",
+            name, s->unanswered);
         rc |= s_put(out,
                     "wsgate_worker_handled_total{service=\"%s\",result=\"no_reply\"} %" PRIu64 "\n",
                     name, other);
@@ -89,9 +89,9 @@ wk_metrics_render(const wk_runtime_t *rt, const wk_link_stats_t *ls, proto_buf_t
     rc |= s_one(out, "wsgate_worker_malformed_total", "counter",
                 "Messages from gateways dropped as malformed.",
                 ls->malformed + ls->bad_version + ls->unexpected);
-    rc |= s_one(out, "wsgate_worker_publications_sent_total", "counter",
-                "PUB messages sent (one per gateway per publication or presence event).",
-                ls->pub_tx);
+    rc |=
+        s_one(out, "wsgate_worker_publications_sent_total", "counter",
+              "PUB messages sent (one per gateway per publication or presence event).", ls->pub_tx);
     rc |= s_one(out, "wsgate_worker_publications_dropped_total", "counter",
                 "PUB messages a gateway's queue refused.", ls->pub_dropped);
     return rc ? -1 : 0;
@@ -192,7 +192,8 @@ static void
 s_answer(s_client_t *c, const wk_runtime_t *rt, const wk_link_stats_t *ls)
 {
     proto_buf_t body, head;
-    bool ok = strncmp(c->buf, "GET /metrics ", 13) == 0 || strncmp(c->buf, "GET /metrics?", 13) == 0;
+    bool ok =
+        strncmp(c->buf, "GET /metrics ", 13) == 0 || strncmp(c->buf, "GET /metrics?", 13) == 0;
     char line[256];
 
     proto_buf_init(&body, 0);

@@ -71,7 +71,9 @@ test_reference_bytes(void **state)
     s_expect(&b, "96 01 23 01 a1 78 a1 6b cd 03 e9");
 
     /* the worked examples of docs/backend-protocol.md */
-    assert_int_equal(proto_bk_encode_req(&b, 5, 42, s_cspan("counter"), s_cspan("user:1"), 0, proto_span(NULL, 0)), 0);
+    assert_int_equal(proto_bk_encode_req(&b, 5, 42, s_cspan("counter"), s_cspan("user:1"), 0,
+                                         proto_span(NULL, 0)),
+                     0);
     s_expect(&b, "97 01 22 05 2a a7 63 6f 75 6e 74 65 72 a6 75 73 65 72 3a 31 00");
     assert_int_equal(proto_bk_encode_reply(&b, 5), 0);
     s_expect(&b, "93 01 02 05");
@@ -197,7 +199,9 @@ test_roundtrip_every_type(void **state)
     assert_int_equal(h.flags, PROTO_BK_F_RAW);
 
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_req(&b, 0, UINT64_MAX, s_cspan("s"), s_cspan(""), 0, proto_span(NULL, 0)), 0);
+    assert_int_equal(
+        proto_bk_encode_req(&b, 0, UINT64_MAX, s_cspan("s"), s_cspan(""), 0, proto_span(NULL, 0)),
+        0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
     assert_int_equal(h.type, PROTO_BK_REQ);
     assert_int_equal(h.rid, 0);
@@ -572,10 +576,14 @@ test_limits(void **state)
 
     /* keys: 0..256 bytes */
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_req(&b, 1, 1, s_cspan("s"), proto_span(big, 256), 0, proto_span(NULL, 0)), 0);
+    assert_int_equal(
+        proto_bk_encode_req(&b, 1, 1, s_cspan("s"), proto_span(big, 256), 0, proto_span(NULL, 0)),
+        0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_req(&b, 1, 1, s_cspan("s"), proto_span(big, 257), 0, proto_span(NULL, 0)), 0);
+    assert_int_equal(
+        proto_bk_encode_req(&b, 1, 1, s_cspan("s"), proto_span(big, 257), 0, proto_span(NULL, 0)),
+        0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_TOO_BIG);
 
     /* services in a HELLO */
@@ -732,14 +740,14 @@ test_channel_messages(void **state)
     assert_true(proto_bk_has_payload(PROTO_BK_PUB));
 
     /* a kind we do not know is malformed, not silently a publication */
-    assert_int_equal(proto_bk_decode((const uint8_t *)"\x97\x01\x08\xa1r\x03\x00\xa0\xa0", 9, &h,
-                                     &err),
-                     PROTO_MALFORMED);
+    assert_int_equal(
+        proto_bk_decode((const uint8_t *)"\x97\x01\x08\xa1r\x03\x00\xa0\xa0", 9, &h, &err),
+        PROTO_MALFORMED);
     assert_string_equal(err, "invalid kind");
     /* an empty channel is malformed */
-    assert_int_equal(proto_bk_decode((const uint8_t *)"\x97\x01\x08\xa0\x00\x00\xa0\xa0", 8, &h,
-                                     &err),
-                     PROTO_MALFORMED);
+    assert_int_equal(
+        proto_bk_decode((const uint8_t *)"\x97\x01\x08\xa0\x00\x00\xa0\xa0", 8, &h, &err),
+        PROTO_MALFORMED);
 
     proto_buf_reset(&b);
     assert_int_equal(proto_bk_encode_publish(&b, 77, s_cspan("news")), 0);
@@ -758,15 +766,13 @@ test_channel_messages(void **state)
     assert_int_equal(h.offset, 12);
     assert_false(proto_bk_has_payload(PROTO_BK_PUBLISHED));
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_published(&b, 78, s_cspan("forbidden"), s_cspan("no"), 0,
-                                               s_cspan("")),
-                     0);
+    assert_int_equal(
+        proto_bk_encode_published(&b, 78, s_cspan("forbidden"), s_cspan("no"), 0, s_cspan("")), 0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
     assert_true(s_span_is(h.code, "forbidden"));
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_published(&b, 78, s_cspan("Bad Code"), s_cspan(""), 0,
-                                               s_cspan("")),
-                     0);
+    assert_int_equal(
+        proto_bk_encode_published(&b, 78, s_cspan("Bad Code"), s_cspan(""), 0, s_cspan("")), 0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_MALFORMED);
     proto_buf_fini(&b);
 }

@@ -197,18 +197,25 @@ static const dec_case_t s_dec_cases[] = {
     {"{\"op\":null,\"svc\":\"a\"}", PROTO_MALFORMED, "unknown op", PROTO_ID_NONE, 0, NULL},
     {"{}", PROTO_MALFORMED, "missing svc", PROTO_ID_NONE, 0, NULL},
     {"{\"op\":\"req\",\"id\":\"q\"}", PROTO_MALFORMED, "missing svc", PROTO_ID_STR, 0, "q"},
-    {"{\"op\":\"sub\",\"channel\":\"c\"}", PROTO_OK, NULL, PROTO_ID_NONE, 0, NULL}, /* svc only needed for req */
+    {"{\"op\":\"sub\",\"channel\":\"c\"}", PROTO_OK, NULL, PROTO_ID_NONE, 0,
+     NULL}, /* svc only needed for req */
     {"{\"op\":\"sub\"}", PROTO_MALFORMED, "missing channel", PROTO_ID_NONE, 0, NULL},
     {"{\"op\":\"pub\",\"channel\":7}", PROTO_MALFORMED, "invalid channel", PROTO_ID_NONE, 0, NULL},
-    {"{\"op\":\"unsub\",\"channel\":\"\"}", PROTO_MALFORMED, "invalid channel", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"unsub\",\"channel\":\"\"}", PROTO_MALFORMED, "invalid channel", PROTO_ID_NONE, 0,
+     NULL},
     {"{\"op\":\"auth\"}", PROTO_MALFORMED, "missing token", PROTO_ID_NONE, 0, NULL},
     {"{\"op\":\"auth\",\"token\":\"\"}", PROTO_MALFORMED, "invalid token", PROTO_ID_NONE, 0, NULL},
     {"{\"op\":\"auth\",\"token\":1}", PROTO_MALFORMED, "invalid token", PROTO_ID_NONE, 0, NULL},
-    {"{\"op\":\"sub\",\"channel\":\"c\",\"presence\":1}", PROTO_MALFORMED, "invalid presence", PROTO_ID_NONE, 0, NULL},
-    {"{\"op\":\"sub\",\"channel\":\"c\",\"epoch\":\"e\"}", PROTO_MALFORMED, "recovery needs epoch and offset", PROTO_ID_NONE, 0, NULL},
-    {"{\"op\":\"sub\",\"channel\":\"c\",\"offset\":3}", PROTO_MALFORMED, "recovery needs epoch and offset", PROTO_ID_NONE, 0, NULL},
-    {"{\"op\":\"sub\",\"channel\":\"c\",\"epoch\":\"e\",\"offset\":-1}", PROTO_MALFORMED, "recovery needs epoch and offset", PROTO_ID_NONE, 0, NULL},
-    {"{\"op\":\"history\",\"channel\":\"c\",\"limit\":\"x\"}", PROTO_MALFORMED, "invalid limit", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"sub\",\"channel\":\"c\",\"presence\":1}", PROTO_MALFORMED, "invalid presence",
+     PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"sub\",\"channel\":\"c\",\"epoch\":\"e\"}", PROTO_MALFORMED,
+     "recovery needs epoch and offset", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"sub\",\"channel\":\"c\",\"offset\":3}", PROTO_MALFORMED,
+     "recovery needs epoch and offset", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"sub\",\"channel\":\"c\",\"epoch\":\"e\",\"offset\":-1}", PROTO_MALFORMED,
+     "recovery needs epoch and offset", PROTO_ID_NONE, 0, NULL},
+    {"{\"op\":\"history\",\"channel\":\"c\",\"limit\":\"x\"}", PROTO_MALFORMED, "invalid limit",
+     PROTO_ID_NONE, 0, NULL},
     {"{\"op\":\"sub\",\"svc\":\"\"}", PROTO_MALFORMED, "invalid svc", PROTO_ID_NONE, 0, NULL},
     {"{\"svc\":\"\"}", PROTO_MALFORMED, "invalid svc", PROTO_ID_NONE, 0, NULL},
     {"{\"svc\":\"Chat\"}", PROTO_MALFORMED, "invalid svc", PROTO_ID_NONE, 0, NULL},
@@ -1199,10 +1206,19 @@ static void
 test_err_names(void **state)
 {
     static const char *const want[PROTO_ERR__COUNT] = {
-        "bad_request",        "no_service",  "too_large",   "overloaded",
-        "timeout",            "internal",    "unavailable", "unauthenticated",
-        "forbidden",          "bad_channel", "too_many_subscriptions",
-        "already_subscribed", "not_subscribed",
+        "bad_request",
+        "no_service",
+        "too_large",
+        "overloaded",
+        "timeout",
+        "internal",
+        "unavailable",
+        "unauthenticated",
+        "forbidden",
+        "bad_channel",
+        "too_many_subscriptions",
+        "already_subscribed",
+        "not_subscribed",
     };
 
     (void)state;
@@ -1314,18 +1330,20 @@ test_encode_channel_events(void **state)
                                                &out),
                      PROTO_OK);
     assert_int_equal(proto_buf_append(&out, "", 1), 0);
-    assert_string_equal((const char *)proto_buf_payload(&out),
-                        "{\"v\":1,\"op\":\"msg\",\"channel\":\"room\",\"epoch\":\"e1\",\"offset\":5,"
-                        "\"user\":\"alice\",\"data\":{\"t\":\"hi\"}}");
+    assert_string_equal(
+        (const char *)proto_buf_payload(&out),
+        "{\"v\":1,\"op\":\"msg\",\"channel\":\"room\",\"epoch\":\"e1\",\"offset\":5,"
+        "\"user\":\"alice\",\"data\":{\"t\":\"hi\"}}");
     /* msgpack carries the same fields; no user from the backend */
     proto_buf_reset(&out);
     assert_int_equal(proto_envelope_encode_msg(PROTO_ENC_MSGPACK, proto_span("room", 4),
                                                proto_span("e1", 2), 5, proto_span(NULL, 0), d,
                                                &out),
                      PROTO_OK);
-    assert_string_equal(s_m2j(proto_span(proto_buf_payload(&out), out.len), &tmp),
-                        "{\"v\":1,\"op\":\"msg\",\"channel\":\"room\",\"epoch\":\"e1\",\"offset\":5,"
-                        "\"data\":{\"t\":\"hi\"}}");
+    assert_string_equal(
+        s_m2j(proto_span(proto_buf_payload(&out), out.len), &tmp),
+        "{\"v\":1,\"op\":\"msg\",\"channel\":\"room\",\"epoch\":\"e1\",\"offset\":5,"
+        "\"data\":{\"t\":\"hi\"}}");
     proto_buf_reset(&out);
     assert_int_equal(proto_envelope_encode_presence(PROTO_ENC_JSON, true, proto_span("room", 4),
                                                     proto_span("bob", 3), &out),

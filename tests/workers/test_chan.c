@@ -1317,9 +1317,8 @@ test_drop_and_rejoin(void **state)
     assert_int_equal(mpk_write_map(&b, 2), 0);
     assert_int_equal(mpk_write_cstr(&b, "op") || mpk_write_cstr(&b, "drop"), 0);
     assert_int_equal(mpk_write_cstr(&b, "channel") || mpk_write_cstr(&b, "room:1"), 0);
-    assert_int_equal(s_deliver_raw(rt, 0, 0, 0, "room:1", PROTO_BK_F_GW, NULL,
-                                   proto_buf_payload(&b), b.len),
-                     0);
+    assert_int_equal(
+        s_deliver_raw(rt, 0, 0, 0, "room:1", PROTO_BK_F_GW, NULL, proto_buf_payload(&b), b.len), 0);
     s_drain(rt);
     assert_int_equal(s_count(OUT_PUB), 0); /* nobody left: they moved */
     s_gw(rt, 1, 4, 2, "room:1", RQ(.op = "presence", .sub = "*"));
@@ -1344,9 +1343,8 @@ test_drop_and_rejoin(void **state)
     assert_int_equal(mpk_write_array(&b, 3) || mpk_write_uint(&b, 1) ||
                          mpk_write_cstr(&b, "alice") || mpk_write_bool(&b, true),
                      0);
-    assert_int_equal(s_deliver_raw(rt, 0, 5, 0, "room:1", PROTO_BK_F_GW, NULL,
-                                   proto_buf_payload(&b), b.len),
-                     0);
+    assert_int_equal(
+        s_deliver_raw(rt, 0, 5, 0, "room:1", PROTO_BK_F_GW, NULL, proto_buf_payload(&b), b.len), 0);
     s_drain(rt);
     s_reply_for(5);
     assert_int_equal(s_count(OUT_PUB), 0);
@@ -1369,9 +1367,8 @@ test_drop_and_rejoin(void **state)
     assert_int_equal(mpk_write_cstr(&b, "subs") || mpk_write_array(&b, 1) ||
                          mpk_write_array(&b, 2) || mpk_write_uint(&b, 7) || mpk_write_uint(&b, 7),
                      0);
-    assert_int_equal(s_deliver_raw(rt, 0, 7, 0, "room:1", PROTO_BK_F_GW, NULL,
-                                   proto_buf_payload(&b), b.len),
-                     0);
+    assert_int_equal(
+        s_deliver_raw(rt, 0, 7, 0, "room:1", PROTO_BK_F_GW, NULL, proto_buf_payload(&b), b.len), 0);
     s_drain(rt);
     s_expect_error(7, "bad_request");
     proto_buf_fini(&b);
