@@ -386,28 +386,6 @@ gw_conn_pop(gw_conn_t *c)
 
 /* --- replies the gateway makes itself --------------------------------------- */
 
-static void
-s_send_err(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_err_t code, const char *text)
-{
-    const char *name = proto_err_name(code);
-    proto_buf_t b;
-    gw_msg_t *m;
-
-    gw->m.errors[code]++;
-    if (c->kind == GW_CONN_RAW)
-        return; /* no envelope to answer in */
-    proto_buf_init(&b, GW_MSG_HEAD);
-    if (proto_envelope_encode_err(s_enc(c), id, proto_span(name, strlen(name)),
-                                  proto_span(text, strlen(text)), &b) != PROTO_OK) {
-        proto_buf_fini(&b);
-        return;
-    }
-    m = gw_msg_from_buf(&b, c->kind == GW_CONN_MSGPACK);
-    proto_buf_fini(&b);
-    if (m)
-        s_enqueue(gw, c, m);
-}
-
 /* An error with a worker's code and text (already validated by the
  * backend decoder). Counted under no gateway code. */
 static void
@@ -416,14 +394,22 @@ s_send_err_span(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_span_t code,
     proto_buf_t b;
     gw_msg_t *m;
 
-    (void)gw;
     if (c->kind == GW_CONN_RAW)
-        return;
+        return; /* no envelope to answer in */
     proto_buf_init(&b, GW_MSG_HEAD);
     if (proto_envelope_encode_err(s_enc(c), id, code, text, &b) == PROTO_OK &&
         (m = gw_msg_from_buf(&b, c->kind == GW_CONN_MSGPACK)))
         s_enqueue(gw, c, m);
     proto_buf_fini(&b);
+}
+
+static void
+s_send_err(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_err_t code, const char *text)
+{
+    const char *name = proto_err_name(code);
+
+    gw->m.errors[code]++;
+    s_send_err_span(gw, c, id, proto_span(name, strlen(name)), proto_span(text, strlen(text)));
 }
 
 /* An error about a valid request: answered only if it has an id. */
@@ -831,16 +817,16 @@ s_chan_payload(gw_t *gw, const gw_conn_t *c, const proto_envelope_t *env, const 
     return 0;
 }
 
+/* A result envelope with data (one msgpack value; empty: null), queued
+ * to c. Sent even without an id (the query-token auth answer). */
 static void
-s_res_null(gw_t *gw, gw_conn_t *c, const proto_id_t *id)
+s_send_res(gw_t *gw, gw_conn_t *c, const proto_id_t *id, proto_span_t data)
 {
     proto_buf_t b;
     gw_msg_t *m;
 
-    if (id->kind == PROTO_ID_NONE)
-        return;
     proto_buf_init(&b, GW_MSG_HEAD);
-    if (proto_envelope_encode_res(s_enc(c), id, proto_span(NULL, 0), &b) == PROTO_OK &&
+    if (proto_envelope_encode_res(s_enc(c), id, data, &b) == PROTO_OK &&
         (m = gw_msg_from_buf(&b, c->kind == GW_CONN_MSGPACK)))
         s_enqueue(gw, c, m);
     proto_buf_fini(&b);
@@ -870,7 +856,8 @@ s_chan_op(gw_t *gw, gw_conn_t *c, const proto_envelope_t *env)
             return;
         }
         s_sub_drop(gw, c, sub, true);
-        s_res_null(gw, c, &env->id);
+        if (env->id.kind != PROTO_ID_NONE)
+            s_send_res(gw, c, &env->id, proto_span(NULL, 0));
         return;
     }
     if (c->inflight >= gw->cfg.max_inflight) {
@@ -1672,7 +1659,6 @@ s_on_auth(gw_t *gw, gw_conn_t *c, gw_req_t *r, const proto_bk_t *hdr, proto_span
     uint64_t exp;
     gw_ident_t *id;
     proto_buf_t b;
-    gw_msg_t *m;
 
     c->auth_inflight = 0;
     if (hdr->type == PROTO_BK_ERROR) {
@@ -1731,22 +1717,13 @@ s_on_auth(gw_t *gw, gw_conn_t *c, gw_req_t *r, const proto_bk_t *hdr, proto_span
     }
     /* {"user": U, "exp": E}: info stays between the gateway and workers */
     proto_buf_init(&b, 0);
-    proto_buf_t out;
-    proto_buf_init(&out, GW_MSG_HEAD);
-    if (mpk_write_map(&b, 2) || mpk_write_cstr(&b, "user") ||
-        mpk_write_str(&b, user.ptr, user.len) || mpk_write_cstr(&b, "exp") ||
-        mpk_write_uint(&b, exp) ||
-        proto_envelope_encode_res(s_enc(c), &r->id, proto_span(proto_buf_payload(&b), b.len),
-                                  &out) != PROTO_OK ||
-        !(m = gw_msg_from_buf(&out, c->kind == GW_CONN_MSGPACK))) {
-        proto_buf_fini(&b);
-        proto_buf_fini(&out);
-        return;
+    if (!mpk_write_map(&b, 2) && !mpk_write_cstr(&b, "user") &&
+        !mpk_write_str(&b, user.ptr, user.len) && !mpk_write_cstr(&b, "exp") &&
+        !mpk_write_uint(&b, exp)) {
+        gw->m.replies++;
+        s_send_res(gw, c, &r->id, proto_span(proto_buf_payload(&b), b.len));
     }
     proto_buf_fini(&b);
-    proto_buf_fini(&out);
-    gw->m.replies++;
-    s_enqueue(gw, c, m);
 }
 
 static void
