@@ -153,7 +153,7 @@ const wk_service_t *
 wk_service_find(const char *name)
 {
     static const wk_service_t *const builtin[] = {&wk_svc_echo, &wk_svc_counter, &wk_svc_auth,
-                                                  &wk_svc_chan};
+                                                  &wk_svc_chan, &wk_svc_devtoken};
     if (!name)
         return NULL;
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {

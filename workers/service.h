@@ -139,5 +139,7 @@ extern const wk_service_t wk_svc_chan; /* channels; configured by svc_chan.h */
 extern const wk_service_t wk_svc_echo;
 extern const wk_service_t wk_svc_counter;
 extern const wk_service_t wk_svc_auth; /* svc_auth.c; configured by svc_auth.h */
+/* DEVELOPMENT ONLY: tokens for anyone (svc_devtoken.h) */
+extern const wk_service_t wk_svc_devtoken;
 
 #endif
