@@ -177,6 +177,16 @@ void gw_on_worker_lost(gw_t *gw, int worker);
  * status to answer with now, and *why a short text. */
 int gw_http_publish(gw_t *gw, uint64_t session, const uint8_t *body, size_t len, const char **why);
 
+/*
+ * POST /dev/token on the public listener (only with dev-token = SERVICE):
+ * body is the request's JSON, {"user": "alice"}, handed to SERVICE (key:
+ * the user, flag PROTO_BK_F_GW) as is. Like gw_http_publish(): 0 when sent
+ * (gw_ws_http_answer() follows with the service's reply as JSON, or its
+ * error), else the HTTP status to answer now with *why.
+ */
+int gw_http_dev_token(gw_t *gw, uint64_t session, const uint8_t *body, size_t len,
+                      const char **why);
+
 /* --- offered by ws.c ----------------------------------------------------- */
 
 /* Answers admin HTTP session `session` (if it is still there) with status
