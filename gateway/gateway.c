@@ -339,6 +339,28 @@ s_enqueue(gw_t *gw, gw_conn_t *c, gw_msg_t *msg)
         s_close(gw, c, 4001, GW_CLOSE_SLOW_CONSUMER);
         return;
     }
+    /*
+     * Nothing queued: write it now. Queuing would cost a malloc, arming
+     * EPOLLOUT, a wake-up, the writeable callback and disarming EPOLLOUT
+     * again, for a socket whose send buffer is almost always empty.
+     * Measured on a 10k-subscriber fan-out: epoll_ctl was 15% of the
+     * gateway's CPU. lws keeps a partial write's tail itself and drains
+     * it first; then gw_ws_write_now() says 0 and the queue takes over.
+     */
+    if (!c->sq_head && c->wsi && !c->linger_code) {
+        int w = gw_ws_write_now(c->wsi, msg);
+
+        if (w != 0) {
+            if (w > 0) {
+                gw->m.msgs_out++;
+                gw->m.bytes_out += msg->len;
+            }
+            gw_msg_unref(&msg);
+            if (w < 0)
+                s_close(gw, c, 1011, GW_CLOSE_ERROR);
+            return;
+        }
+    }
     n = malloc(sizeof(*n));
     if (!n) {
         gw_msg_unref(&msg);

@@ -201,6 +201,16 @@ void gw_ws_destroy(gw_ws_t **self_p);
  * connections to the other processes on the port. */
 void gw_ws_stop_listening(gw_ws_t *ws);
 void gw_ws_request_write(void *wsi);
+/*
+ * Writes msg to the client now, from outside lws's writeable callback: 1
+ * when lws took the frame (sent whole, or its unsent tail kept in lws's
+ * own output buffer, which lws drains before anything else), 0 when it
+ * cannot take it now (lws still holds an earlier tail: queue it), -1 when
+ * the socket failed (close the connection). The caller keeps its
+ * reference to msg; the bytes before the payload are overwritten with the
+ * frame header, identical for every connection (servers do not mask).
+ */
+int gw_ws_write_now(void *wsi, gw_msg_t *msg);
 /* Backstop for closes that wait on a writeable socket: kill after secs. */
 void gw_ws_close_soon(void *wsi, int secs);
 

@@ -43,6 +43,15 @@ _Static_assert(GW_PRE == LWS_PRE, "GW_PRE must equal LWS_PRE");
  * gw_conn_receive() reassembles anyway.
  */
 #define GW_RX_CHUNK 256
+/*
+ * The most lws hands to one send(). Left at 0, lws 4.1 caps every send at
+ * rx_buffer_size + LWS_PRE + 4, so with the 256 above a 4 KB reply went
+ * out as 15 sends of 276 bytes, each after a trip through the event loop
+ * (seen with strace). A send larger than the socket buffer is partial
+ * anyway and lws keeps the rest; this only removes the artificial cap.
+ * lws allocates nothing per connection for it.
+ */
+#define GW_TX_CHUNK (1 << 20)
 
 enum { GW_PROTO_JSON = 0, GW_PROTO_MSGPACK = 1 };
 
@@ -560,6 +569,17 @@ gw_ws_request_write(void *wsi)
         lws_callback_on_writable(wsi);
 }
 
+int
+gw_ws_write_now(void *wsi, gw_msg_t *msg)
+{
+    if (lws_partial_buffered(wsi))
+        return 0;
+    return lws_write(wsi, gw_msg_payload(msg), msg->len,
+                     msg->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < 0
+               ? -1
+               : 1;
+}
+
 void
 gw_ws_close_soon(void *wsi, int secs)
 {
@@ -606,10 +626,12 @@ gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
     lws_set_log_level(cfg->verbose >= 2 ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, s_lws_log);
 
     /* Protocol 0 also takes upgrades that name no subprotocol: JSON. */
-    ws->protos[0] = (struct lws_protocols){
-        "wsgate.v1.json", s_ws_cb, sizeof(gw_conn_t), GW_RX_CHUNK, GW_PROTO_JSON, NULL, 0};
-    ws->protos[1] = (struct lws_protocols){
-        "wsgate.v1.msgpack", s_ws_cb, sizeof(gw_conn_t), GW_RX_CHUNK, GW_PROTO_MSGPACK, NULL, 0};
+    ws->protos[0] =
+        (struct lws_protocols){"wsgate.v1.json", s_ws_cb, sizeof(gw_conn_t), GW_RX_CHUNK,
+                               GW_PROTO_JSON,    NULL,    GW_TX_CHUNK};
+    ws->protos[1] =
+        (struct lws_protocols){"wsgate.v1.msgpack", s_ws_cb, sizeof(gw_conn_t), GW_RX_CHUNK,
+                               GW_PROTO_MSGPACK,    NULL,    GW_TX_CHUNK};
     if (cfg->dev_token_service[0])
         ws->protos[2] =
             (struct lws_protocols){"wsgate-http", s_pub_http_cb, sizeof(s_admin_t), 0, 2, NULL, 0};
