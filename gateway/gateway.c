@@ -76,6 +76,7 @@ struct gw {
     gw_conn_t *alive_head, *alive_tail;   /* ordered by last_rx_ms */
     gw_conn_t *pinged_head, *pinged_tail; /* pinged, awaiting any frame */
     uint64_t next_conn_id;
+    uint64_t conn_floor; /* the first of them */
     uint64_t next_rid;
     ev_timer ka_timer;
     ev_timer req_timer;
@@ -2112,6 +2113,12 @@ s_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* --- lifecycle ---------------------------------------------------------------------------- */
 
+uint64_t
+gw_conn_floor(const gw_t *gw)
+{
+    return gw->conn_floor;
+}
+
 gw_t *
 gw_new(const gw_config_t *cfg, void *ev_loop)
 {
@@ -2128,6 +2135,7 @@ gw_new(const gw_config_t *cfg, void *ev_loop)
      * gateway never reuses the ids its predecessor handed out, which
      * channel actors may still hold (docs/backend-protocol.md). */
     gw->next_conn_id = ((uint64_t)(ev_time() * 1000.0) << 12) + 1;
+    gw->conn_floor = gw->next_conn_id;
     gw->next_rid = 1;
     proto_buf_init(&gw->scratch, 0);
     proto_buf_init(&gw->hdr, 0);

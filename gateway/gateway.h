@@ -121,6 +121,8 @@ typedef struct gw gw_t;
 typedef struct gw_ws gw_ws_t;
 
 gw_t *gw_new(const gw_config_t *cfg, void *ev_loop);
+/* The first connection id this process hands out (WELCOME's conn_floor). */
+uint64_t gw_conn_floor(const gw_t *gw);
 void gw_destroy(gw_t **self_p);
 /* Runs the loop until a stop signal and the drain that follows. */
 int gw_run(gw_t *gw);

@@ -584,6 +584,47 @@ out_nomem:
     return -1;
 }
 
+size_t
+wk_runtime_conns_gone(wk_runtime_t *rt, uint32_t origin, uint64_t below)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < rt->cap; i++) {
+        wk_actor_t *a = rt->slots[i];
+        /* Actors not started hold no state; a full mailbox is skipped
+         * rather than grown: it is counted like any refused delivery. */
+        if (!a || !a->started)
+            continue;
+        if (a->mb_len >= rt->cfg.mailbox_max) {
+            rt->st.overloaded++;
+            rt->st.mailbox_full++;
+            continue;
+        }
+        wk_mail_t *mail = calloc(1, sizeof *mail);
+        if (!mail)
+            break;
+        mail->kind = WK_MSG_CONNS_GONE;
+        mail->origin = origin;
+        mail->conn = below;
+        if (a->mb_tail)
+            a->mb_tail->next = mail;
+        else
+            a->mb_head = mail;
+        a->mb_tail = mail;
+        a->mb_len++;
+        rt->st.queued++;
+        rt->st.delivered++;
+        if (a->sched == WK_SCHED_IDLE || a->sched == WK_SCHED_PARKED) {
+            s_idle_remove(rt, a);
+            s_run_push(rt, a);
+        } else if (a->sched == WK_SCHED_NEW) {
+            s_run_push(rt, a);
+        }
+        n++;
+    }
+    return n;
+}
+
 /* One turn: starts the actor if needed and hands it one message. Returns
  * what the behaviour returned (-1 for a failed start). */
 static int
