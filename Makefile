@@ -5,7 +5,7 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 
 # Debian packages the build, the tests and the main job need.
-DEB_PKGS = build-essential cmake pkg-config libwebsockets-dev libev-dev libzmq3-dev \
+DEB_PKGS = build-essential cmake pkg-config libwebsockets-dev libev-dev libzmq3-dev liburing-dev \
            libmsgpack-dev libjansson-dev libcmocka-dev libxxhash-dev libinih-dev libssl-dev \
            python3 python3-websockets python3-zmq python3-msgpack iproute2 python3-jwt python3-cryptography
 

@@ -423,8 +423,21 @@ s_forget_unreachable(gw_backend_t *b)
             s_forget(b, (int)i, "unreachable");
 }
 
+static void s_pump_batch(gw_backend_t *b);
+
+/* Everything the pump makes the gateway write to clients (replies,
+ * pushes, publications) goes out as one batch (gw_ws_batch_begin()):
+ * nothing here frees an lws connection. */
 static void
 s_pump(gw_backend_t *b)
+{
+    gw_ws_batch_begin(gw_ws(b->gw));
+    s_pump_batch(b);
+    gw_ws_batch_end(gw_ws(b->gw));
+}
+
+static void
+s_pump_batch(gw_backend_t *b)
 {
     unsigned budget = GW_PUMP_BUDGET;
     uint32_t events;

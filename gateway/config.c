@@ -35,6 +35,7 @@ gw_config_defaults(gw_config_t *cfg)
     cfg->auth_timeout_ms = 5000;
     cfg->auth_grace_ms = 10000;
     cfg->allow_no_origin = true;
+    cfg->io_uring = true;
     snprintf(cfg->channel_service, sizeof(cfg->channel_service), "chan");
     cfg->max_subs = 64;
     cfg->max_channel_len = 128;
@@ -307,6 +308,9 @@ static const proto_setting_t s_settings[] = {
     NUM("drain-ms", drain_ms, 3600000, "on SIGTERM, spread the 1001 closes over this (2000)"),
     {"conn-events", "SERVICE", "tell SERVICE of every /ws open and close, repeatable", s_set_connev,
      s_show_connev, s_reset_connev, 0, 0, 0, 0, 0},
+    {"io-uring", "BOOL",
+     "send the frames of each batch of worker messages in one io_uring submission (true)",
+     proto_setting_set_bool, proto_setting_show_bool, NULL, F(io_uring), 0, 0},
     {"reuseport", NULL, "share the listen port with other gateway processes",
      proto_setting_set_bool, proto_setting_show_bool, NULL, F(reuseport), 0, 0},
     {"id", "NAME", "gateway id (hostname-pid)", s_set_id, proto_setting_show_str, NULL, F(id), 0,

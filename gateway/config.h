@@ -44,6 +44,7 @@ typedef struct {
     uint32_t worker_timeout_ms;  /* no HELLO for this long: worker is gone */
     uint32_t drain_ms;           /* shutdown: 1001 closes spread over this */
     bool reuseport;
+    bool io_uring; /* batch the backend's writes to clients into io_uring submissions */
     char curve_secret_file[512]; /* empty: no CURVE on the backend */
     char curve_allow_file[512];  /* workers' public keys, Z85, one a line */
     /* auth (docs/security.md) */

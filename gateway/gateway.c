@@ -349,7 +349,7 @@ s_enqueue(gw_t *gw, gw_conn_t *c, gw_msg_t *msg)
      * it first; then gw_ws_write_now() says 0 and the queue takes over.
      */
     if (!c->sq_head && c->wsi && !c->linger_code) {
-        int w = gw_ws_write_now(c->wsi, msg);
+        int w = gw_ws_write_now(gw->ws, c->wsi, msg, &c->batch_mark);
 
         if (w != 0) {
             if (w > 0) {

@@ -99,8 +99,9 @@ typedef struct gw_conn {
     uint32_t rx_len, rx_cap;
     uint64_t last_rx_ms;
     uint32_t inflight;
-    uint32_t sub_seq;  /* tags subscribe requests */
-    uint32_t auth_gen; /* bumps at each successful auth: stale expiry timers */
+    uint32_t sub_seq;    /* tags subscribe requests */
+    uint32_t auth_gen;   /* bumps at each successful auth: stale expiry timers */
+    uint32_t batch_mark; /* ws.c: the write batch holding a frame of ours */
     uint16_t n_subs;
     uint16_t linger_code; /* close with it once the send queue has gone out */
     uint16_t close_code;  /* non-zero: close with it at the next writeable */
@@ -212,7 +213,20 @@ void gw_ws_request_write(void *wsi);
  * reference to msg; the bytes before the payload are overwritten with the
  * frame header, identical for every connection (servers do not mask).
  */
-int gw_ws_write_now(void *wsi, gw_msg_t *msg);
+int gw_ws_write_now(gw_ws_t *ws, void *wsi, gw_msg_t *msg, uint32_t *mark);
+/*
+ * Between these two, gw_ws_write_now() does not send: it adds the frame to
+ * a batch that gw_ws_batch_end() submits as io_uring sends in one system
+ * call (a send() each costs far more on a VM than the kernel's TCP work).
+ * Only around code that cannot free an lws connection (the backend pump):
+ * a batched frame refers to the connection's socket until the end. *mark
+ * is the connection's own field that says it already has a frame in the
+ * batch; a second one flushes the batch first, so frames stay in order.
+ * Without io_uring (setting io-uring false, or a kernel without it) both
+ * do nothing and every write is immediate.
+ */
+void gw_ws_batch_begin(gw_ws_t *ws);
+void gw_ws_batch_end(gw_ws_t *ws);
 /* Backstop for closes that wait on a writeable socket: kill after secs. */
 void gw_ws_close_soon(void *wsi, int secs);
 

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <liburing.h>
 #include <libwebsockets.h>
 
 #include "idmap.h"
@@ -55,6 +56,17 @@ _Static_assert(GW_PRE == LWS_PRE, "GW_PRE must equal LWS_PRE");
 
 enum { GW_PROTO_JSON = 0, GW_PROTO_MSGPACK = 1 };
 
+/* Sends one io_uring submission may carry; a batch with more is flushed
+ * in pieces. */
+#define GW_URING_ENTRIES 4096
+
+/* A frame in the current write batch, until its send completes. */
+typedef struct {
+    struct lws *wsi;
+    gw_msg_t *msg; /* a reference, dropped at completion */
+    uint32_t len;  /* header + payload */
+} s_pend_t;
+
 struct gw_ws {
     gw_t *gw;
     struct lws_context *ctx;
@@ -71,6 +83,15 @@ struct gw_ws {
     lws_retry_bo_t retry;
     gw_idmap_t http; /* admin session id -> struct lws *, while a publish is out */
     uint64_t next_session;
+
+    /* Write batching (gw_ws_batch_begin/_end): the frames written while a
+     * batch is open become io_uring sends, submitted together. */
+    struct io_uring ring;
+    bool uring;    /* the ring exists */
+    bool batching; /* a batch is open */
+    s_pend_t *pend;
+    uint32_t n_pend;
+    uint32_t batch_seq; /* never 0: a connection's mark of 0 is never "in this batch" */
 };
 
 /* Which POST an HTTP request is, once its headers are in. */
@@ -569,15 +590,126 @@ gw_ws_request_write(void *wsi)
         lws_callback_on_writable(wsi);
 }
 
-int
-gw_ws_write_now(void *wsi, gw_msg_t *msg)
+/*
+ * The websocket header of msg written into its headroom, right before the
+ * payload; its length. Servers do not mask, so the header is the same for
+ * every connection the shared frame goes to (lws_write writes the same
+ * bytes there).
+ */
+static uint32_t
+s_frame_header(gw_msg_t *msg)
 {
+    uint8_t *p = gw_msg_payload(msg);
+    uint64_t len = msg->len;
+    uint8_t op = 0x80 | (msg->binary ? 0x2 : 0x1);
+
+    if (len < 126) {
+        p[-2] = op;
+        p[-1] = (uint8_t)len;
+        return 2;
+    }
+    if (len < 65536) {
+        p[-4] = op;
+        p[-3] = 126;
+        p[-2] = (uint8_t)(len >> 8);
+        p[-1] = (uint8_t)len;
+        return 4;
+    }
+    p[-10] = op;
+    p[-9] = 127;
+    for (int i = 0; i < 8; i++)
+        p[-8 + i] = (uint8_t)(len >> (56 - 8 * i));
+    return 10;
+}
+
+/*
+ * Submits the batch and settles every send. A send that wrote part of its
+ * frame hands the rest to lws as raw bytes (LWS_WRITE_HTTP goes straight
+ * to lws's output buffer logic without framing), and one that found the
+ * socket full hands lws the whole frame: lws then sends it before any
+ * frame of its own (a PONG, a close) and before ours, which queue while
+ * lws_partial_buffered() says so. Errors are left to lws, which sees the
+ * dead socket on its next poll.
+ */
+static void
+s_batch_flush(gw_ws_t *ws)
+{
+    struct io_uring_cqe *cqe;
+    uint32_t done = 0;
+    int rc;
+
+    if (!ws->n_pend)
+        return;
+    do
+        rc = io_uring_submit(&ws->ring);
+    while (rc == -EINTR);
+    while (done < ws->n_pend) {
+        rc = io_uring_wait_cqe(&ws->ring, &cqe);
+        if (rc == -EINTR)
+            continue;
+        if (rc < 0) {
+            /* cannot happen with the ring set up; do not spin */
+            gw_log_limited(GW_LOG_ERR, "io_uring: %s", strerror(-rc));
+            break;
+        }
+        s_pend_t *p = &ws->pend[cqe->user_data];
+        int res = cqe->res;
+        uint8_t *start = gw_msg_payload(p->msg) - (p->len - p->msg->len);
+
+        io_uring_cqe_seen(&ws->ring, cqe);
+        if (res >= 0 && (uint32_t)res < p->len)
+            (void)lws_write(p->wsi, start + res, p->len - (uint32_t)res, LWS_WRITE_HTTP);
+        else if (res == -EAGAIN)
+            (void)lws_write(p->wsi, start, p->len, LWS_WRITE_HTTP);
+        gw_msg_unref(&p->msg);
+        done++;
+    }
+    ws->n_pend = 0;
+    if (++ws->batch_seq == 0)
+        ws->batch_seq = 1;
+}
+
+void
+gw_ws_batch_begin(gw_ws_t *ws)
+{
+    ws->batching = ws->uring;
+}
+
+void
+gw_ws_batch_end(gw_ws_t *ws)
+{
+    s_batch_flush(ws);
+    ws->batching = false;
+}
+
+int
+gw_ws_write_now(gw_ws_t *ws, void *wsi, gw_msg_t *msg, uint32_t *mark)
+{
+    struct io_uring_sqe *sqe;
+    uint32_t hdr;
+
+    if (ws->batching && *mark == ws->batch_seq)
+        s_batch_flush(ws); /* its earlier frame first: one send per connection per batch */
     if (lws_partial_buffered(wsi))
         return 0;
-    return lws_write(wsi, gw_msg_payload(msg), msg->len,
-                     msg->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < 0
-               ? -1
-               : 1;
+    if (!ws->batching)
+        return lws_write(wsi, gw_msg_payload(msg), msg->len,
+                         msg->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < 0
+                   ? -1
+                   : 1;
+    if (ws->n_pend == GW_URING_ENTRIES)
+        s_batch_flush(ws);
+    sqe = io_uring_get_sqe(&ws->ring);
+    if (!sqe)
+        return 0; /* cannot happen: the ring has room for a whole batch */
+    hdr = s_frame_header(msg);
+    io_uring_prep_send(sqe, lws_get_socket_fd(wsi), gw_msg_payload(msg) - hdr, msg->len + hdr,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    io_uring_sqe_set_data64(sqe, ws->n_pend);
+    msg->refs++;
+    ws->pend[ws->n_pend++] = (s_pend_t){wsi, msg, msg->len + hdr};
+    *mark = ws->batch_seq;
+    return 1;
 }
 
 void
@@ -623,6 +755,18 @@ gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
     }
     ws->listen_fd = -1;
     ws->loops[0] = ev_loop;
+    ws->batch_seq = 1;
+    if (cfg->io_uring) {
+        int e = io_uring_queue_init(GW_URING_ENTRIES, &ws->ring, 0);
+
+        ws->pend = e == 0 ? calloc(GW_URING_ENTRIES, sizeof(*ws->pend)) : NULL;
+        ws->uring = ws->pend != NULL;
+        if (e == 0 && !ws->uring)
+            io_uring_queue_exit(&ws->ring);
+        if (!ws->uring)
+            gw_log(GW_LOG_WARN, "io_uring unavailable (%s): one send() per frame",
+                   e ? strerror(-e) : "out of memory");
+    }
     lws_set_log_level(cfg->verbose >= 2 ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, s_lws_log);
 
     /* Protocol 0 also takes upgrades that name no subprotocol: JSON. */
@@ -734,6 +878,11 @@ gw_ws_destroy(gw_ws_t **self_p)
     if (ws->ctx)
         lws_context_destroy(ws->ctx);
     gw_idmap_fini(&ws->http);
+    if (ws->uring) {
+        s_batch_flush(ws);
+        io_uring_queue_exit(&ws->ring);
+    }
+    free(ws->pend);
     free(ws);
     *self_p = NULL;
 }
