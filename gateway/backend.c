@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ struct gw_backend {
     gw_service_t *services;
     unsigned n_services;
     uint64_t last_expiry_ms;
+    uint64_t hb_check_ms; /* the expiry timer's interval */
     proto_buf_t scratch;
     gw_zap_t zap; /* CURVE only */
 };
@@ -157,6 +159,24 @@ s_expire(gw_backend_t *b)
     uint64_t now = s_now_ms(b);
     unsigned i;
 
+    /*
+     * This runs at least every sixth of the timeout. A longer gap means
+     * the gateway itself did not run (stopped, or starved of CPU: seen with
+     * 100k connections on 2 cores, where workers "left" and rejoined), and
+     * the HELLOs of that time may still sit unread in the kernel or in
+     * ZeroMQ: a gateway that was not looking cannot call anyone silent.
+     * The workers are credited the gap beyond the usual interval.
+     */
+    uint64_t usual = 2 * b->hb_check_ms;
+    if (b->last_expiry_ms && now - b->last_expiry_ms > usual) {
+        uint64_t stall = now - b->last_expiry_ms - usual;
+
+        for (i = 0; i < GW_MAX_WORKERS; i++)
+            if (b->workers[i].live)
+                b->workers[i].last_hello_ms += stall;
+        if (stall > 1000)
+            gw_log(GW_LOG_WARN, "the gateway did not run for %" PRIu64 " ms", stall);
+    }
     b->last_expiry_ms = now;
     for (i = 0; i < GW_MAX_WORKERS; i++)
         if (b->workers[i].live && now - b->workers[i].last_hello_ms > b->cfg->worker_timeout_ms)
@@ -729,6 +749,7 @@ gw_backend_new(gw_t *gw, const gw_config_t *cfg, gw_metrics_t *metrics, void *ev
      * check cannot wait for traffic: a sixth of the timeout, 50 ms..1 s. */
     hb_check = cfg->worker_timeout_ms / 6000.0;
     hb_check = hb_check < 0.05 ? 0.05 : hb_check > 1.0 ? 1.0 : hb_check;
+    b->hb_check_ms = (uint64_t)(hb_check * 1000.0);
     ev_timer_init(&b->heartbeat, s_heartbeat_cb, hb_check, hb_check);
     b->heartbeat.data = b;
     ev_timer_start(b->loop, &b->heartbeat);
