@@ -267,14 +267,21 @@ perf_stop() { # perf_stop NAME
     kill -INT "$PERF_PID" 2>/dev/null
     wait "$PERF_PID" 2>/dev/null
     PERF_PID=
+    local d=$OUT/perf/$1.data
+    pr() { perf report -i "$d" --stdio -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$'; }
     {
-        echo "# perf record -F 999 -g -p <gateway>: top symbols, self time (--no-children)"
-        perf report -i "$OUT/perf/$1.data" --stdio --no-children --sort symbol \
-            --percent-limit 1 -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -30
+        echo "# perf record -F 999 -g -p <gateway>; $(pr --sort dso | awk '{ s += $1 } END { print NR " objects" }')"
+        echo "# self time by object"
+        pr --no-children --sort dso --percent-limit 0.5 | head -12
         echo
-        echo "# the same, inclusive (--children)"
-        perf report -i "$OUT/perf/$1.data" --stdio --children --sort symbol \
-            --percent-limit 3 -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -30
+        echo "# top symbols, self time (--no-children)"
+        pr --no-children --sort dso,symbol --percent-limit 0.7 | head -30
+        echo
+        echo "# user-space symbols only, self time"
+        pr --no-children --sort dso,symbol --percent-limit 0.3 | grep -v kernel | head -25
+        echo
+        echo "# inclusive (--children), user space"
+        pr --children --sort dso,symbol --percent-limit 2 | grep -v kernel | head -25
     } >"$OUT/perf/$1.txt"
     rm -f "$OUT/perf/$1.data"
 }
@@ -501,7 +508,7 @@ meminfo() { # meminfo TAG: the box's memory and sockets
     local avail tcp
     avail=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
     tcp=$(awk '/^TCP:/ {print}' /proc/net/sockstat)
-    meta "{\"type\":\"meminfo\",\"tag\":$(jstr "$1"),\"t\":$(now),\"mem_available_kb\":$avail,\"slab_kb\":$(awk '/^Slab:/ {print $2}' /proc/meminfo),\"sockstat_tcp\":$(jstr "$tcp"),\"sockstat\":$(jstr "$(tr '\n' ';' </proc/net/sockstat)")}"
+    meta "{\"type\":\"meminfo\",\"tag\":$(jstr "$1"),\"t\":$(now),\"mem_available_kb\":$avail,\"slab_kb\":$(awk '/^Slab:/ {print $2}' /proc/meminfo),\"sunreclaim_kb\":$(awk '/^SUnreclaim:/ {print $2}' /proc/meminfo),\"sockstat_tcp\":$(jstr "$tcp"),\"sockstat\":$(jstr "$(tr '\n' ';' </proc/net/sockstat)")}"
 }
 
 run_held() {

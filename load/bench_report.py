@@ -87,8 +87,10 @@ def failures(run):
         if q.get(k):
             out.append("%d request %s %s" % (q[k], k, q.get("error_codes", {}) if k == "errors" else ""))
     p = r.get("pings", {})
-    if p.get("received", 0) != p.get("answered", 0):
-        out.append("pings received %d, answered %d" % (p["received"], p["answered"]))
+    unanswered = p.get("received", 0) - p.get("answered", 0) - p.get("while_closing", 0)
+    if unanswered:
+        out.append("pings received %d, answered %d, %d while closing" % (
+            p["received"], p["answered"], p.get("while_closing", 0)))
     fo = r.get("fanout")
     if fo:
         for k in ("sub_failed", "missing", "duplicates", "out_of_order", "publish_unanswered",
@@ -263,8 +265,9 @@ def held_figures(meta, F):
     c = r["connections"]
     F.add("held_conns", "connections held at once, %d gateways" % meta["env"].get("gateways"),
           c["open_max"], "conns", 100000, ">=",
-          "established %d, failed %d, %d pings answered of %d" %
-          (c["established"], c["failed"], r["pings"]["answered"], r["pings"]["received"]), "held")
+          "established %d, failed %d; pings: %d received, %d answered, %d while closing" %
+          (c["established"], c["failed"], r["pings"]["received"], r["pings"]["answered"],
+           r["pings"].get("while_closing", 0)), "held")
     held = meta["samples"].get("held:held", {})
     before = meta["samples"].get("held:before", {})
     gw = [s for s in held.values() if proc_kind(s["proc"]) == "gateway"]
@@ -282,9 +285,14 @@ def held_figures(meta, F):
         n = c["open_max"] or 1
         F.add("held_box", "box MemAvailable drop while holding", (mb["mem_available_kb"] -
               mh["mem_available_kb"]) / 1024.0, "MB",
-              note="%.1f KB per connection (both ends, gateways, load tool, kernel); slab %.0f -> %.0f MB; %s"
+              note="%.1f KB per connection (both ends, gateways, load tool, kernel; other "
+              "users of the box move it too); kernel slab %.0f -> %.0f MB (unreclaimable %.0f -> "
+              "%.0f MB, %.1f KB per connection); %s"
               % ((mb["mem_available_kb"] - mh["mem_available_kb"]) / n, mb["slab_kb"] / 1024.0,
-                 mh["slab_kb"] / 1024.0, mh["sockstat_tcp"]), scenario="held")
+                 mh["slab_kb"] / 1024.0, mb.get("sunreclaim_kb", 0) / 1024.0,
+                 mh.get("sunreclaim_kb", 0) / 1024.0,
+                 (mh.get("sunreclaim_kb", 0) - mb.get("sunreclaim_kb", 0)) / n,
+                 mh["sockstat_tcp"]), scenario="held")
 
 
 def fmt(v, unit):
