@@ -51,7 +51,7 @@ EOF
 }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ARGV="$*"
+ARGV=$(printf '%q ' "$@")
 BUILD=build
 MODE=default
 OUT=
@@ -209,12 +209,13 @@ metric() { # metric ADMIN_PORT NAME: the value of one sample line (0 if absent)
     http_get "$1" /metrics | awk -v n="$2" '$1 == n { v = $2 } END { print v + 0 }'
 }
 
-wait_until() { # wait_until SECONDS CMD...: poll CMD every 0.1 s until it succeeds
+POLL=0.1
+wait_until() { # wait_until SECONDS CMD...: poll CMD every $POLL s until it succeeds
     local end=$((SECONDS + $1))
     shift
     while [ $SECONDS -lt $end ]; do
         "$@" && return 0
-        sleep 0.1
+        sleep "$POLL"
     done
     "$@"
 }
@@ -378,7 +379,7 @@ env_meta() {
     commit=$(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo unknown)
     dirty=$(git -C "$HERE" status --porcelain --untracked-files=no 2>/dev/null | head -1)
     [ -n "$dirty" ] && commit="$commit+dirty"
-    meta "{\"type\":\"env\",\"mode\":$(jstr "$MODE"),\"label\":$(jstr "$LABEL"),\"date\":$(jstr "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),\"loadavg\":$(jstr "$(cat /proc/loadavg)"),\"nproc\":$(nproc),\"mem_total_kb\":$(awk '/^MemTotal:/ {print $2}' /proc/meminfo),\"kernel\":$(jstr "$(uname -r)"),\"cpu\":$(jstr "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"),\"commit\":$(jstr "$commit"),\"build\":$(jstr "$(cd "$BUILD" && pwd)"),\"build_type\":$(jstr "$(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$BUILD/CMakeCache.txt" 2>/dev/null)"),\"gateways\":$N_GW,\"workers\":$N_WK,\"port_base\":$BASE,\"nofile\":$(ulimit -Hn),\"cmd\":$(jstr "load/bench.sh $ARGV")}"
+    meta "{\"type\":\"env\",\"mode\":$(jstr "$MODE"),\"label\":$(jstr "$LABEL"),\"date\":$(jstr "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),\"loadavg\":$(jstr "$(cat /proc/loadavg)"),\"nproc\":$(nproc),\"mem_total_kb\":$(awk '/^MemTotal:/ {print $2}' /proc/meminfo),\"kernel\":$(jstr "$(uname -r)"),\"cpu\":$(jstr "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"),\"commit\":$(jstr "$commit"),\"build\":$(jstr "$(cd "$BUILD" && pwd)"),\"build_type\":$(jstr "$(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$BUILD/CMakeCache.txt" 2>/dev/null)"),\"gateways\":$N_GW,\"workers\":$N_WK,\"port_base\":$BASE,\"nofile\":$(ulimit -Hn),\"cmd\":$(jstr "load/bench.sh ${ARGV% }")}"
 }
 
 # ----------------------------------------------------------- steps ---
@@ -398,6 +399,9 @@ steps() {
     done
     start_solo
     local solo=${PID[solo]}
+    # each poll forks a few processes and makes the gateway format its
+    # metrics: poll slowly, so as not to slow down the storm it waits for
+    local POLL=0.5
     sleep 0.5
     meta "{\"type\":\"step\",\"series\":$(jstr "$series"),\"k\":0,\"open\":0,\"rss_kb\":$(rss_kb "$solo"),\"raw\":null}"
     sample "$series:0"
