@@ -355,7 +355,7 @@ start_workers() {
     local k
     for ((k = 0; k < N_WK; k++)); do
         start "wk$k" "$WK_BIN" --id "bench-wk$k" --services echo,auth,chan \
-            --auth-keys "$KEYS/keys.ini" --metrics "127.0.0.1:$((BASE + 30 + k))" "${BACKENDS[@]}" "$@"
+            --auth-keys "$KEYS/keys.ini" --metrics "127.0.0.1:$((BASE + 30 + k))" "${BACKENDS[@]}"
     done
 }
 start_bare() {
@@ -538,9 +538,9 @@ run_held() {
         --sources 4 --handshakes 64 --hold "$HELD_HOLD" --duration 120 "${AUTH[@]}" \
         --json "$OUT/raw/held.json" >"$OUT/logs/held.out" 2>"$OUT/logs/held.err" &
     lp=$!
-    STRAY+=($lp)
+    STRAY+=("$lp")
     # wait until they are all open (or the load ended)
-    local total=0 deadline=$((SECONDS + 180)) peak=0
+    local total=0 deadline=$((SECONDS + 180))
     while kill -0 "$lp" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
         total=0
         for ((i = 0; i < N_GW; i++)); do
