@@ -7,7 +7,8 @@ JOBS       ?= $(shell nproc)
 # Debian packages the build, the tests and the main job need.
 DEB_PKGS = build-essential cmake pkg-config libwebsockets-dev libev-dev libzmq3-dev liburing-dev \
            libmsgpack-dev libjansson-dev libcmocka-dev libxxhash-dev libinih-dev libssl-dev \
-           python3 python3-websockets python3-zmq python3-msgpack iproute2 python3-jwt python3-cryptography
+           python3 python3-websockets python3-zmq python3-msgpack iproute2 python3-jwt python3-cryptography \
+           python3-matplotlib
 
 .PHONY: all deps build build-san run test test-fast test-san clean
 

@@ -201,7 +201,7 @@ ld_report_json(const ld_config_t *cfg, const ld_stats_t *s, double elapsed_s)
         "{ss si ss so sf si si"
         " s{sI sI sI so so sf sI sI so sI}"
         " so"
-        " s{sI sI}"
+        " s{sI sI sI}"
         " s{sI sI sI so sI sI sf sf sI sI}"
         " so}",
         "tool", "wsgate-load", "version", 1, "scenario", ld_scenario_name(cfg->scenario),
@@ -222,6 +222,7 @@ ld_report_json(const ld_config_t *cfg, const ld_stats_t *s, double elapsed_s)
         "pings",
             "received", (json_int_t)s->pings,
             "answered", (json_int_t)s->pongs,
+            "while_closing", (json_int_t)s->pings_closing,
         "requests",
             "sent", (json_int_t)s->sent,
             "replies", (json_int_t)s->replies,
@@ -404,7 +405,10 @@ ld_report_text(FILE *f, const ld_config_t *cfg, const ld_stats_t *s, double elap
     if (cfg->auth)
         s_hist_line(f, "auth (us)", &s->auth);
     if (s->pings)
-        fprintf(f, "pings: %" PRIu64 " received, %" PRIu64 " answered\n", s->pings, s->pongs);
+        fprintf(f,
+                "pings: %" PRIu64 " received, %" PRIu64 " answered, %" PRIu64
+                " while closing (not answered)\n",
+                s->pings, s->pongs, s->pings_closing);
     if (cfg->scenario == LD_SCENARIO_ECHO) {
         fprintf(f,
                 "requests: %" PRIu64 " sent, %" PRIu64 " replies (%.0f round trips/s), %" PRIu64

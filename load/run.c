@@ -751,10 +751,14 @@ s_on_pinged(void *ud, ld_conn_t *c, bool answered)
 {
     ld_run_t *r = ud;
 
-    (void)c;
     r->st->pings++;
     if (answered)
         r->st->pongs++;
+    else if (c->state == LD_CONN_CLOSING)
+        /* the ping came after our close frame went out: the connection is
+         * ending and the tool sends nothing more on it. Counted apart, so
+         * that received - answered - while_closing is what went wrong. */
+        r->st->pings_closing++;
 }
 
 static void

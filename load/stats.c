@@ -129,6 +129,7 @@ ld_stats_merge(ld_stats_t *dst, const ld_stats_t *src)
 
     dst->pings += src->pings;
     dst->pongs += src->pongs;
+    dst->pings_closing += src->pings_closing;
 
     dst->sent += src->sent;
     dst->replies += src->replies;

@@ -81,6 +81,7 @@ typedef struct {
     /* keep-alive */
     uint64_t pings;
     uint64_t pongs;
+    uint64_t pings_closing; /* not answered: our close frame was already out */
 
     /* requests */
     uint64_t sent;

@@ -77,6 +77,8 @@ fill(ld_stats_t *a, ld_stats_t *b)
     b->send_end_ns = 12000000000ull; /* 200 replies over 2 s */
     a->pings = b->pings = 7;
     a->pongs = b->pongs = 7;
+    a->pings_closing = 2;
+    b->pings_closing = 1;
     a->done = b->done = 1;
     b->timed_out = 1;
 }
@@ -230,6 +232,8 @@ test_json_round_trip(void **state)
     assert_non_null(json_object_get(x, "p99_9"));
     assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "pings"), "answered")),
                      14);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "pings"), "while_closing")), 3);
     json_decref(j);
 
     /* the file form is the same document */
