@@ -11,9 +11,12 @@ BUILD=${1:-build}
 GATEWAY=$BUILD/gateway/wsgate
 WORKER=$BUILD/workers/wsgate-worker
 
-LISTEN=127.0.0.1:8080
-ADMIN=127.0.0.1:9090
-BACKEND=tcp://127.0.0.1:7001
+# Addresses can be moved with the environment (the main-job test does).
+LISTEN=${WSGATE_LISTEN:-127.0.0.1:8080}
+ADMIN=${WSGATE_ADMIN:-127.0.0.1:9090}
+BACKEND=${WSGATE_BACKEND:-tcp://127.0.0.1:7001}
+WWW=$BUILD/www # the browser demo and SDK (CMake copies clients/ there)
+DEV=$BUILD/dev # this run's development key: a fresh secret every start
 GRACE=${WSGATE_STOP_GRACE:-10} # seconds between TERM and KILL
 
 for bin in "$GATEWAY" "$WORKER"; do
@@ -73,8 +76,21 @@ stop_all() { # exit status
 
 trap 'log "signal received, stopping"; stop_all 0' INT TERM
 
+# The DEVELOPMENT key: a random HS256 secret for this run only. The auth
+# service verifies tokens with it and the devtoken service signs them with
+# it, for anyone who asks (POST /dev/token). Production uses keys from its
+# identity provider and never runs devtoken (docs/security.md).
+mkdir -p "$DEV"
+chmod 700 "$DEV"
+(umask 077 && head -c 32 /dev/urandom >"$DEV/dev.secret" &&
+    printf '[key dev]\nalgs = HS256\nsecret_file = %s\n' "$(cd "$DEV" && pwd)/dev.secret" \
+        >"$DEV/keys.ini")
+STATIC=()
+[ -d "$WWW" ] && STATIC=(--static "$WWW")
+
 start gateway "$GATEWAY" --listen "$LISTEN" --admin "$ADMIN" --backend "$BACKEND" \
-    --raw /raw/echo=echo --id gateway-1
+    --raw /raw/echo=echo --raw-auth none --id gateway-1 \
+    --auth required --dev-token devtoken "${STATIC[@]}"
 
 # Workers connect (and reconnect) on their own; starting them right away is
 # fine, but waiting for the admin port gives a clearer failure if the
@@ -87,27 +103,29 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 
-# Development settings: auth none on the gateway, and channels under room:
-# and public: open to everyone (--chan-public). Production runs auth =
-# required with an auth service and keys (docs/security.md).
+# Development settings: the devtoken service (tokens for anyone, granting
+# room:* and public:*) beside the auth service that checks them.
 for i in 1 2; do
     start worker-$i "$WORKER" --gateway "$BACKEND" --id worker-$i \
-        --services echo,counter,chan --chan-public 'room:*,public:*'
+        --services echo,counter,chan,auth,devtoken \
+        --auth-keys "$DEV/keys.ini" --dev-token-kid dev
 done
 
 cat >&2 <<EOF
 run-main: wsgate is up
+  demo       http://$LISTEN/          (a chat room in the browser)
   websocket  ws://$LISTEN/ws        (subprotocols wsgate.v1.json, wsgate.v1.msgpack)
-  raw echo   ws://$LISTEN/raw/echo
+  raw echo   ws://$LISTEN/raw/echo  (anonymous)
   metrics    http://$ADMIN/metrics
   health     http://$ADMIN/healthz
   backend    $BACKEND
   pids       $(for p in "${!NAMES[@]}"; do printf '%s=%s ' "${NAMES[$p]}" "$p"; done)
-  try        python3 -m websockets ws://$LISTEN/ws
+  auth       required; DEVELOPMENT token issuer on (anyone gets a token):
+             curl -s -X POST http://$LISTEN/dev/token -d '{"user":"me"}'
+  try        python3 -m websockets "ws://$LISTEN/ws?token=<the token>"
              then paste {"id":1,"svc":"echo","data":"hello"}
              channels   {"op":"sub","id":2,"channel":"room:1","presence":true}
                         {"op":"pub","id":3,"channel":"room:1","data":"hi"}
-  auth       none (development); see docs/security.md for auth = required
   stop       Ctrl-C
 EOF
 

@@ -302,7 +302,8 @@ s_on_hello(gw_backend_t *b, const uint8_t *ident, size_t ident_len, const proto_
 welcome:
     /* Every HELLO is answered: the worker's heartbeat from this side. */
     proto_buf_reset(&b->scratch);
-    if (proto_bk_encode_welcome(&b->scratch, proto_span(b->cfg->id, strlen(b->cfg->id))) == 0)
+    if (proto_bk_encode_welcome(&b->scratch, proto_span(b->cfg->id, strlen(b->cfg->id)),
+                                gw_conn_floor(b->gw)) == 0)
         s_send_frames(b, ident, ident_len, &b->scratch, proto_span(NULL, 0));
 }
 

@@ -319,6 +319,10 @@ static const proto_setting_t s_settings[] = {
      s_set_auth, proto_setting_show_str, NULL, F(auth), 0, 0},
     {"auth-service", "SERVICE", "the service that verifies tokens (auth)", s_set_svc,
      proto_setting_show_str, NULL, F(auth_service), 0, 0},
+    {"dev-token", "SERVICE",
+     "DEVELOPMENT ONLY: POST /dev/token on the public listener gets a token for any user from "
+     "SERVICE (off)",
+     s_set_svc, proto_setting_show_str, NULL, F(dev_token_service), 0, 0},
     NUM("auth-timeout-ms", auth_timeout_ms, 3600000,
         "auth=required: close 4004 when not authenticated after this (5000)"),
     NUM("auth-grace-ms", auth_grace_ms, 86400000,

@@ -50,6 +50,7 @@ typedef struct {
     char auth[16];                     /* "none" or "required" */
     bool auth_required;                /* derived from auth */
     char auth_service[65];             /* verifies tokens (the worker's `auth`) */
+    char dev_token_service[65];        /* DEVELOPMENT: POST /dev/token asks it; empty: off */
     uint32_t auth_timeout_ms;          /* unauthenticated this long: close 4004 */
     uint32_t auth_grace_ms;            /* token expired this long without refresh: close 4005 */
     char raw_auth[16];                 /* raw endpoints under auth=required: must say "none" */

@@ -39,6 +39,7 @@ typedef enum {
     GW_REQ_SUB,        /* a subscribe at the channel actor */
     GW_REQ_CHAN,       /* pub, presence, history at the channel actor */
     GW_REQ_HTTP_PUB,   /* POST /publish: conn is the HTTP session */
+    GW_REQ_HTTP_DEV,   /* POST /dev/token: conn is the HTTP session */
     GW_REQ_BK_PUB,     /* a worker's PUBLISH: conn is its ref, seq its slot */
 } gw_req_kind_t;
 
@@ -75,6 +76,7 @@ struct gw {
     gw_conn_t *alive_head, *alive_tail;   /* ordered by last_rx_ms */
     gw_conn_t *pinged_head, *pinged_tail; /* pinged, awaiting any frame */
     uint64_t next_conn_id;
+    uint64_t conn_floor; /* the first of them */
     uint64_t next_rid;
     ev_timer ka_timer;
     ev_timer req_timer;
@@ -337,6 +339,28 @@ s_enqueue(gw_t *gw, gw_conn_t *c, gw_msg_t *msg)
         gw_log_limited(GW_LOG_INFO, "conn %" PRIu64 ": send queue full, closing", c->id);
         s_close(gw, c, 4001, GW_CLOSE_SLOW_CONSUMER);
         return;
+    }
+    /*
+     * Nothing queued: write it now. Queuing would cost a malloc, arming
+     * EPOLLOUT, a wake-up, the writeable callback and disarming EPOLLOUT
+     * again, for a socket whose send buffer is almost always empty.
+     * Measured on a 10k-subscriber fan-out: epoll_ctl was 15% of the
+     * gateway's CPU. lws keeps a partial write's tail itself and drains
+     * it first; then gw_ws_write_now() says 0 and the queue takes over.
+     */
+    if (!c->sq_head && c->wsi && !c->linger_code) {
+        int w = gw_ws_write_now(c->wsi, msg);
+
+        if (w != 0) {
+            if (w > 0) {
+                gw->m.msgs_out++;
+                gw->m.bytes_out += msg->len;
+            }
+            gw_msg_unref(&msg);
+            if (w < 0)
+                s_close(gw, c, 1011, GW_CLOSE_ERROR);
+            return;
+        }
     }
     n = malloc(sizeof(*n));
     if (!n) {
@@ -665,6 +689,7 @@ s_req_err_text(int code)
 
 static void s_http_answer_err(gw_t *gw, uint64_t session, unsigned status, const char *code,
                               const char *text);
+static void s_on_http_dev(gw_t *gw, gw_req_t *r, const proto_bk_t *hdr, proto_span_t payload);
 static void s_bk_published(gw_t *gw, int slot, uint64_t ref, proto_span_t code, proto_span_t msg,
                            uint64_t offset, proto_span_t epoch);
 
@@ -684,7 +709,11 @@ s_req_fail(gw_t *gw, gw_req_t *r, proto_err_t code, const char *text)
 
     switch (r->kind) {
     case GW_REQ_HTTP_PUB:
-        gw->m.http_publish[3]++;
+    case GW_REQ_HTTP_DEV:
+        if (r->kind == GW_REQ_HTTP_PUB)
+            gw->m.http_publish[3]++;
+        else
+            gw->m.dev_tokens[2]++;
         s_http_answer_err(gw, r->conn, code == PROTO_ERR_TIMEOUT ? 504 : 503, name, text);
         return;
     case GW_REQ_BK_PUB:
@@ -1444,6 +1473,78 @@ s_on_http_pub(gw_t *gw, gw_req_t *r, const proto_bk_t *hdr, proto_span_t payload
     proto_buf_fini(&j);
 }
 
+/* --- the development token issuer: POST /dev/token ------------------------ */
+
+int
+gw_http_dev_token(gw_t *gw, uint64_t session, const uint8_t *body, size_t len, const char **why)
+{
+    mpk_reader_t r;
+    proto_span_t k, user = proto_span(NULL, 0);
+    uint32_t n, i;
+    gw_req_t *req;
+    int err, status = 400;
+
+    *why = "expected a JSON object with a user";
+    proto_buf_reset(&gw->payload);
+    if (proto_json_to_mpk(body, len, &gw->payload) != PROTO_OK)
+        goto out;
+    mpk_reader_init(&r, proto_buf_payload(&gw->payload), gw->payload.len);
+    if (mpk_read_map(&r, &n) != PROTO_OK)
+        goto out;
+    for (i = 0; i < n; i++) {
+        if (mpk_read_str(&r, &k) != PROTO_OK)
+            goto out;
+        if (s_span_is(k, "user")) {
+            if (mpk_read_str(&r, &user) != PROTO_OK)
+                goto out;
+        } else if (mpk_skip(&r, MPK_MAX_DEPTH, NULL) != PROTO_OK) {
+            goto out;
+        }
+    }
+    /* The user is the actor key: the service checks the rest. */
+    if (!user.len || user.len > PROTO_KEY_MAX || (user.len >= 2 && !memcmp(user.ptr, "c:", 2)))
+        goto out;
+    err = s_req_send(gw, GW_REQ_HTTP_DEV, session, NULL, s_svc_span(gw->cfg.dev_token_service),
+                     user, PROTO_BK_F_GW, proto_span(NULL, 0),
+                     proto_span(proto_buf_payload(&gw->payload), gw->payload.len), &req);
+    if (err) {
+        status = 503;
+        *why = s_req_err_text(err);
+        goto out;
+    }
+    status = 0;
+out:
+    if (status)
+        gw->m.dev_tokens[status == 400 ? 1 : 2]++;
+    return status;
+}
+
+static void
+s_on_http_dev(gw_t *gw, gw_req_t *r, const proto_bk_t *hdr, proto_span_t payload)
+{
+    proto_buf_t j;
+
+    if (hdr->type == PROTO_BK_ERROR) {
+        char code[PROTO_CODE_MAX + 1], text[PROTO_BK_TEXT_MAX + 1];
+        bool bad = s_span_is(hdr->code, "bad_request");
+
+        snprintf(code, sizeof(code), "%.*s", (int)hdr->code.len, (const char *)hdr->code.ptr);
+        snprintf(text, sizeof(text), "%.*s", (int)hdr->text.len, (const char *)hdr->text.ptr);
+        gw->m.dev_tokens[bad ? 1 : 2]++;
+        s_http_answer_err(gw, r->conn, bad ? 400 : 502, code, text);
+        return;
+    }
+    proto_buf_init(&j, 0);
+    if (proto_mpk_to_json(payload, &j) == PROTO_OK) {
+        gw->m.dev_tokens[0]++;
+        gw_ws_http_answer(gw->ws, r->conn, 200, proto_buf_payload(&j), j.len);
+    } else {
+        gw->m.dev_tokens[2]++;
+        s_http_answer_err(gw, r->conn, 502, "internal", "the service's answer is not JSON");
+    }
+    proto_buf_fini(&j);
+}
+
 static void
 s_bk_published(gw_t *gw, int slot, uint64_t ref, proto_span_t code, proto_span_t msg,
                uint64_t offset, proto_span_t epoch)
@@ -1748,6 +1849,9 @@ s_on_reply(gw_t *gw, const proto_bk_t *hdr, proto_span_t payload)
     case GW_REQ_HTTP_PUB:
         s_on_http_pub(gw, r, hdr, payload);
         goto out;
+    case GW_REQ_HTTP_DEV:
+        s_on_http_dev(gw, r, hdr, payload);
+        goto out;
     case GW_REQ_BK_PUB:
         s_on_bk_pub(gw, r, hdr, payload);
         goto out;
@@ -2009,6 +2113,12 @@ s_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* --- lifecycle ---------------------------------------------------------------------------- */
 
+uint64_t
+gw_conn_floor(const gw_t *gw)
+{
+    return gw->conn_floor;
+}
+
 gw_t *
 gw_new(const gw_config_t *cfg, void *ev_loop)
 {
@@ -2025,6 +2135,7 @@ gw_new(const gw_config_t *cfg, void *ev_loop)
      * gateway never reuses the ids its predecessor handed out, which
      * channel actors may still hold (docs/backend-protocol.md). */
     gw->next_conn_id = ((uint64_t)(ev_time() * 1000.0) << 12) + 1;
+    gw->conn_floor = gw->next_conn_id;
     gw->next_rid = 1;
     proto_buf_init(&gw->scratch, 0);
     proto_buf_init(&gw->hdr, 0);

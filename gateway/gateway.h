@@ -121,6 +121,8 @@ typedef struct gw gw_t;
 typedef struct gw_ws gw_ws_t;
 
 gw_t *gw_new(const gw_config_t *cfg, void *ev_loop);
+/* The first connection id this process hands out (WELCOME's conn_floor). */
+uint64_t gw_conn_floor(const gw_t *gw);
 void gw_destroy(gw_t **self_p);
 /* Runs the loop until a stop signal and the drain that follows. */
 int gw_run(gw_t *gw);
@@ -177,6 +179,16 @@ void gw_on_worker_lost(gw_t *gw, int worker);
  * status to answer with now, and *why a short text. */
 int gw_http_publish(gw_t *gw, uint64_t session, const uint8_t *body, size_t len, const char **why);
 
+/*
+ * POST /dev/token on the public listener (only with dev-token = SERVICE):
+ * body is the request's JSON, {"user": "alice"}, handed to SERVICE (key:
+ * the user, flag PROTO_BK_F_GW) as is. Like gw_http_publish(): 0 when sent
+ * (gw_ws_http_answer() follows with the service's reply as JSON, or its
+ * error), else the HTTP status to answer now with *why.
+ */
+int gw_http_dev_token(gw_t *gw, uint64_t session, const uint8_t *body, size_t len,
+                      const char **why);
+
 /* --- offered by ws.c ----------------------------------------------------- */
 
 /* Answers admin HTTP session `session` (if it is still there) with status
@@ -191,6 +203,16 @@ void gw_ws_destroy(gw_ws_t **self_p);
  * connections to the other processes on the port. */
 void gw_ws_stop_listening(gw_ws_t *ws);
 void gw_ws_request_write(void *wsi);
+/*
+ * Writes msg to the client now, from outside lws's writeable callback: 1
+ * when lws took the frame (sent whole, or its unsent tail kept in lws's
+ * own output buffer, which lws drains before anything else), 0 when it
+ * cannot take it now (lws still holds an earlier tail: queue it), -1 when
+ * the socket failed (close the connection). The caller keeps its
+ * reference to msg; the bytes before the payload are overwritten with the
+ * frame header, identical for every connection (servers do not mask).
+ */
+int gw_ws_write_now(void *wsi, gw_msg_t *msg);
 /* Backstop for closes that wait on a writeable socket: kill after secs. */
 void gw_ws_close_soon(void *wsi, int secs);
 

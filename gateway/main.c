@@ -71,6 +71,11 @@ main(int argc, char **argv)
                cfg.n_raw ? "; raw endpoints anonymous (raw-auth = none)" : "");
     else
         gw_log(GW_LOG_WARN, "auth none: every client is anonymous (development setting)");
+    if (cfg.dev_token_service[0])
+        gw_log(GW_LOG_WARN,
+               "DEVELOPMENT token issuer on: POST /dev/token gives anyone a token for any user "
+               "(service %s). Never in production.",
+               cfg.dev_token_service);
     if (!cfg.n_origins)
         gw_log(GW_LOG_WARN, "no origin allow-list: browser pages from any site may connect");
     gw_run(gw);

@@ -121,6 +121,13 @@ gw_metrics_render_counters(const gw_metrics_t *m, unsigned workers_live, proto_b
                 "wsgate_http_publish_total{result=\"bad_request\"} %" PRIu64 "\n"
                 "wsgate_http_publish_total{result=\"failed\"} %" PRIu64 "\n",
                 m->http_publish[0], m->http_publish[1], m->http_publish[2], m->http_publish[3]);
+    rc |= s_put(out,
+                "# HELP wsgate_dev_tokens_total POST /dev/token (development token issuer), by "
+                "result.\n# TYPE wsgate_dev_tokens_total counter\n"
+                "wsgate_dev_tokens_total{result=\"ok\"} %" PRIu64 "\n"
+                "wsgate_dev_tokens_total{result=\"bad_request\"} %" PRIu64 "\n"
+                "wsgate_dev_tokens_total{result=\"failed\"} %" PRIu64 "\n",
+                m->dev_tokens[0], m->dev_tokens[1], m->dev_tokens[2]);
     rc |= s_metric(out, "wsgate_messages_in_total", "counter", "Client messages received.",
                    m->msgs_in);
     rc |= s_metric(out, "wsgate_bytes_in_total", "counter", "Client payload bytes received.",

@@ -51,6 +51,7 @@ typedef struct {
     uint64_t pubs_no_subscribers;
     uint64_t deliveries;      /* frames queued to subscribers */
     uint64_t http_publish[4]; /* ok, unauthorized, bad_request, failed */
+    uint64_t dev_tokens[3];   /* POST /dev/token: ok, bad_request, failed */
     uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
     uint64_t requests;                 /* forwarded to a worker */
     uint64_t replies;                  /* worker replies delivered to a client */

@@ -43,6 +43,15 @@ _Static_assert(GW_PRE == LWS_PRE, "GW_PRE must equal LWS_PRE");
  * gw_conn_receive() reassembles anyway.
  */
 #define GW_RX_CHUNK 256
+/*
+ * The most lws hands to one send(). Left at 0, lws 4.1 caps every send at
+ * rx_buffer_size + LWS_PRE + 4, so with the 256 above a 4 KB reply went
+ * out as 15 sends of 276 bytes, each after a trip through the event loop
+ * (seen with strace). A send larger than the socket buffer is partial
+ * anyway and lws keeps the rest; this only removes the artificial cap.
+ * lws allocates nothing per connection for it.
+ */
+#define GW_TX_CHUNK (1 << 20)
 
 enum { GW_PROTO_JSON = 0, GW_PROTO_MSGPACK = 1 };
 
@@ -58,18 +67,22 @@ struct gw_ws {
     void *loops[1];
     struct lws_protocols protos[4];
     struct lws_protocols admin_protos[2];
-    struct lws_http_mount mount;
+    struct lws_http_mount mount, dev_mount;
     lws_retry_bo_t retry;
     gw_idmap_t http; /* admin session id -> struct lws *, while a publish is out */
     uint64_t next_session;
 };
 
-/* An admin HTTP request (per-session data of the admin protocol). */
+/* Which POST an HTTP request is, once its headers are in. */
+enum { S_POST_NONE = 0, S_POST_PUBLISH, S_POST_DEV_TOKEN };
+
+/* An HTTP request on the admin listener, or POST /dev/token on the
+ * public one (per-session data of both HTTP protocols). */
 typedef struct {
     uint64_t session; /* 0 until a publish went out */
     proto_buf_t body; /* POST body so far; the answer once it came */
     unsigned status;  /* the answer's, once it came */
-    uint8_t post : 1;
+    uint8_t post : 2; /* S_POST_* */
     uint8_t answered : 1;
     uint8_t too_big : 1;
 } s_admin_t;
@@ -152,9 +165,10 @@ s_json_reply(struct lws *wsi, unsigned status, const char *text)
     return rc;
 }
 
-/* The whole POST /publish body is in: hand it to the gateway. */
+/* The whole body of a POST /publish or /dev/token is in: hand it to the
+ * gateway, which answers through gw_ws_http_answer(). */
 static int
-s_admin_publish(struct lws *wsi, gw_t *gw, s_admin_t *a)
+s_http_post(struct lws *wsi, gw_t *gw, s_admin_t *a)
 {
     gw_ws_t *ws = gw_ws(gw);
     const char *why = NULL;
@@ -162,7 +176,10 @@ s_admin_publish(struct lws *wsi, gw_t *gw, s_admin_t *a)
     int status;
 
     if (a->too_big) {
-        gw_metrics(gw)->http_publish[2]++;
+        if (a->post == S_POST_PUBLISH)
+            gw_metrics(gw)->http_publish[2]++;
+        else
+            gw_metrics(gw)->dev_tokens[1]++;
         return s_json_reply(wsi, 413, "{\"code\":\"too_large\",\"msg\":\"body over max-message\"}");
     }
     a->session = ++ws->next_session;
@@ -170,7 +187,10 @@ s_admin_publish(struct lws *wsi, gw_t *gw, s_admin_t *a)
         a->session = 0;
         return s_json_reply(wsi, 500, "{\"code\":\"internal\",\"msg\":\"out of memory\"}");
     }
-    status = gw_http_publish(gw, a->session, proto_buf_payload(&a->body), a->body.len, &why);
+    if (a->post == S_POST_PUBLISH)
+        status = gw_http_publish(gw, a->session, proto_buf_payload(&a->body), a->body.len, &why);
+    else
+        status = gw_http_dev_token(gw, a->session, proto_buf_payload(&a->body), a->body.len, &why);
     if (status == 0)
         return 0; /* gw_ws_http_answer() follows */
     gw_idmap_del(&ws->http, a->session);
@@ -179,6 +199,9 @@ s_admin_publish(struct lws *wsi, gw_t *gw, s_admin_t *a)
              status == 400 ? "bad_request" : "unavailable", why ? why : "");
     return s_json_reply(wsi, (unsigned)status, text);
 }
+
+static int s_http_body_cb(struct lws *wsi, enum lws_callback_reasons reason, s_admin_t *a, void *in,
+                          size_t len);
 
 static int
 s_admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -206,8 +229,24 @@ s_admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *
                                 "{\"code\":\"unauthorized\",\"msg\":\"Authorization: Bearer "
                                 "<api key> required\"}");
         }
-        a->post = 1;
+        a->post = S_POST_PUBLISH;
         return 0; /* the body follows */
+    default:
+        return s_http_body_cb(wsi, reason, a, in, len);
+    }
+}
+
+/*
+ * The request body, the deferred answer and the end of an HTTP request:
+ * the same for the admin protocol and the public one.
+ */
+static int
+s_http_body_cb(struct lws *wsi, enum lws_callback_reasons reason, s_admin_t *a, void *in,
+               size_t len)
+{
+    gw_t *gw = lws_context_user(lws_get_context(wsi));
+
+    switch (reason) {
     case LWS_CALLBACK_HTTP_BODY:
         if (!a->post || a->too_big)
             return 0;
@@ -222,7 +261,7 @@ s_admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (!a->post)
             return 0;
-        return s_admin_publish(wsi, gw, a);
+        return s_http_post(wsi, gw, a);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (!a->answered)
             return 0;
@@ -237,7 +276,37 @@ s_admin_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *
     default:
         break;
     }
-    return lws_callback_http_dummy(wsi, reason, user, in, len);
+    return lws_callback_http_dummy(wsi, reason, a, in, len);
+}
+
+/*
+ * HTTP on the public listener that is not a file: POST /dev/token, the
+ * development token issuer, mounted only with dev-token = SERVICE. Never
+ * a websocket: lws would bind an upgrade asking for this protocol's name
+ * to it, so such upgrades are refused.
+ */
+static int
+s_pub_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    gw_t *gw = lws_context_user(lws_get_context(wsi));
+    s_admin_t *a = user;
+
+    if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
+        return -1;
+    if (!a)
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    if (reason != LWS_CALLBACK_HTTP)
+        return s_http_body_cb(wsi, reason, a, in, len);
+    memset(a, 0, sizeof(*a));
+    proto_buf_init(&a->body, LWS_PRE);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) <= 0) {
+        gw_metrics(gw)->dev_tokens[1]++;
+        return s_json_reply(wsi, 405,
+                            "{\"code\":\"bad_request\",\"msg\":\"POST /dev/token "
+                            "{\\\"user\\\": NAME}\"}");
+    }
+    a->post = S_POST_DEV_TOKEN;
+    return 0; /* the body follows */
 }
 
 void
@@ -500,6 +569,17 @@ gw_ws_request_write(void *wsi)
         lws_callback_on_writable(wsi);
 }
 
+int
+gw_ws_write_now(void *wsi, gw_msg_t *msg)
+{
+    if (lws_partial_buffered(wsi))
+        return 0;
+    return lws_write(wsi, gw_msg_payload(msg), msg->len,
+                     msg->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < 0
+               ? -1
+               : 1;
+}
+
 void
 gw_ws_close_soon(void *wsi, int secs)
 {
@@ -546,10 +626,15 @@ gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
     lws_set_log_level(cfg->verbose >= 2 ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, s_lws_log);
 
     /* Protocol 0 also takes upgrades that name no subprotocol: JSON. */
-    ws->protos[0] = (struct lws_protocols){
-        "wsgate.v1.json", s_ws_cb, sizeof(gw_conn_t), GW_RX_CHUNK, GW_PROTO_JSON, NULL, 0};
-    ws->protos[1] = (struct lws_protocols){
-        "wsgate.v1.msgpack", s_ws_cb, sizeof(gw_conn_t), GW_RX_CHUNK, GW_PROTO_MSGPACK, NULL, 0};
+    ws->protos[0] =
+        (struct lws_protocols){"wsgate.v1.json", s_ws_cb, sizeof(gw_conn_t), GW_RX_CHUNK,
+                               GW_PROTO_JSON,    NULL,    GW_TX_CHUNK};
+    ws->protos[1] =
+        (struct lws_protocols){"wsgate.v1.msgpack", s_ws_cb, sizeof(gw_conn_t), GW_RX_CHUNK,
+                               GW_PROTO_MSGPACK,    NULL,    GW_TX_CHUNK};
+    if (cfg->dev_token_service[0])
+        ws->protos[2] =
+            (struct lws_protocols){"wsgate-http", s_pub_http_cb, sizeof(s_admin_t), 0, 2, NULL, 0};
     ws->admin_protos[0] =
         (struct lws_protocols){"http", s_admin_cb, sizeof(s_admin_t), 0, 0, NULL, 0};
     if (gw_idmap_init(&ws->http, 16))
@@ -586,6 +671,15 @@ gw_ws_new(gw_t *gw, const gw_config_t *cfg, void *ev_loop)
         ws->mount.def = "index.html";
         ws->mount.origin_protocol = LWSMPRO_FILE;
         info.mounts = &ws->mount;
+    }
+    if (cfg->dev_token_service[0]) {
+        /* lws picks the longest matching mountpoint: this one wins over "/" */
+        ws->dev_mount.mountpoint = "/dev/token";
+        ws->dev_mount.mountpoint_len = 10;
+        ws->dev_mount.origin = "wsgate-http";
+        ws->dev_mount.origin_protocol = LWSMPRO_CALLBACK;
+        ws->dev_mount.mount_next = info.mounts;
+        info.mounts = &ws->dev_mount;
     }
     ws->vh = lws_create_vhost(ws->ctx, &info);
     if (!ws->vh) {

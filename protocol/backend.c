@@ -239,6 +239,8 @@ s_fields(s_dec_t *d, proto_bk_t *h)
         break;
     case PROTO_BK_WELCOME:
         S_FIELD(s_id(d, &h->id));
+        if (d->left > 0) /* conn_floor, since WELCOME had 3 fields */
+            S_FIELD(s_uint(d, &h->conn, "invalid conn floor"));
         break;
     case PROTO_BK_OPEN:
         S_FIELD(s_uint(d, &h->conn, "invalid conn"));
@@ -486,11 +488,13 @@ proto_bk_encode_close(proto_buf_t *out, uint64_t conn, uint32_t close_code, prot
 }
 
 int
-proto_bk_encode_welcome(proto_buf_t *out, proto_span_t gateway_id)
+proto_bk_encode_welcome(proto_buf_t *out, proto_span_t gateway_id, uint64_t conn_floor)
 {
     size_t mark = out->len;
 
-    return s_end(out, mark, s_begin(out, 3, PROTO_BK_WELCOME) || s_str_w(out, gateway_id));
+    return s_end(out, mark,
+                 s_begin(out, 4, PROTO_BK_WELCOME) || s_str_w(out, gateway_id) ||
+                     mpk_write_uint(out, conn_floor));
 }
 
 int

@@ -35,7 +35,7 @@ typedef enum {
     PROTO_BK_PUB = 8,     /* [1, 8, channel, kind, offset, epoch, user] + payload: fan out */
     PROTO_BK_PUBLISH = 9, /* [1, 9, ref, channel] + payload: publish through the channel service */
     /* gateway -> worker */
-    PROTO_BK_WELCOME = 32,   /* [1, 32, gateway_id] */
+    PROTO_BK_WELCOME = 32,   /* [1, 32, gateway_id, conn_floor?] */
     PROTO_BK_OPEN = 33,      /* [1, 33, conn, svc, key, flags] */
     PROTO_BK_REQ = 34,       /* [1, 34, rid, conn, svc, key, flags, user?] + payload */
     PROTO_BK_CLOSED = 35,    /* [1, 35, conn, svc, key, close_code] */
@@ -62,7 +62,7 @@ typedef struct {
     uint32_t version;
     uint32_t type; /* proto_bk_type_t */
     uint64_t rid;  /* REPLY, ERROR, REQ (0: no reply expected); PUBLISH, PUBLISHED: ref */
-    uint64_t conn; /* OPEN, REQ, CLOSED, CLOSE */
+    uint64_t conn; /* OPEN, REQ, CLOSED, CLOSE; WELCOME: conn_floor (0: not sent) */
     uint32_t flags;
     uint32_t close_code;
     proto_span_t id;          /* HELLO worker id, WELCOME gateway id */
@@ -113,7 +113,10 @@ int proto_bk_encode_send(proto_buf_t *out, const uint64_t *conns, size_t n_conns
                          proto_span_t svc);
 int proto_bk_encode_close(proto_buf_t *out, uint64_t conn, uint32_t close_code,
                           proto_span_t reason);
-int proto_bk_encode_welcome(proto_buf_t *out, proto_span_t gateway_id);
+/* conn_floor: the lowest connection id this gateway process hands out.
+ * A worker that sees it rise on a link knows the gateway behind the link
+ * restarted: every connection below it is gone (docs/backend-protocol.md). */
+int proto_bk_encode_welcome(proto_buf_t *out, proto_span_t gateway_id, uint64_t conn_floor);
 int proto_bk_encode_open(proto_buf_t *out, uint64_t conn, proto_span_t svc, proto_span_t key,
                          uint32_t flags);
 /* user: empty for anonymous connections (the field is then left out). */

@@ -153,7 +153,7 @@ const wk_service_t *
 wk_service_find(const char *name)
 {
     static const wk_service_t *const builtin[] = {&wk_svc_echo, &wk_svc_counter, &wk_svc_auth,
-                                                  &wk_svc_chan};
+                                                  &wk_svc_chan, &wk_svc_devtoken};
     if (!name)
         return NULL;
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
@@ -582,6 +582,47 @@ out_nomem:
     if (rid)
         s_out_error(rt, origin, rid, PROTO_ERR_INTERNAL, "out of memory");
     return -1;
+}
+
+size_t
+wk_runtime_conns_gone(wk_runtime_t *rt, uint32_t origin, uint64_t below)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < rt->cap; i++) {
+        wk_actor_t *a = rt->slots[i];
+        /* Actors not started hold no state; a full mailbox is skipped
+         * rather than grown: it is counted like any refused delivery. */
+        if (!a || !a->started)
+            continue;
+        if (a->mb_len >= rt->cfg.mailbox_max) {
+            rt->st.overloaded++;
+            rt->st.mailbox_full++;
+            continue;
+        }
+        wk_mail_t *mail = calloc(1, sizeof *mail);
+        if (!mail)
+            break;
+        mail->kind = WK_MSG_CONNS_GONE;
+        mail->origin = origin;
+        mail->conn = below;
+        if (a->mb_tail)
+            a->mb_tail->next = mail;
+        else
+            a->mb_head = mail;
+        a->mb_tail = mail;
+        a->mb_len++;
+        rt->st.queued++;
+        rt->st.delivered++;
+        if (a->sched == WK_SCHED_IDLE || a->sched == WK_SCHED_PARKED) {
+            s_idle_remove(rt, a);
+            s_run_push(rt, a);
+        } else if (a->sched == WK_SCHED_NEW) {
+            s_run_push(rt, a);
+        }
+        n++;
+    }
+    return n;
 }
 
 /* One turn: starts the actor if needed and hands it one message. Returns

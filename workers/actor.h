@@ -119,6 +119,17 @@ void wk_runtime_destroy(wk_runtime_t **rt_p);
 int wk_runtime_deliver(wk_runtime_t *rt, uint32_t origin, const proto_bk_t *hdr,
                        const void *payload, size_t len);
 
+/*
+ * Tells every started actor that the connections of gateway link `origin`
+ * with ids below `below` are gone (UINT64_MAX: all of them): a
+ * WK_MSG_CONNS_GONE message, queued after what each already has. The link
+ * calls it when a gateway's WELCOME shows it restarted (its conn_floor
+ * rose) and when discovery retires a gateway. Returns how many actors got
+ * it. No CLOSED messages came for those connections: the process that held
+ * them died.
+ */
+size_t wk_runtime_conns_gone(wk_runtime_t *rt, uint32_t origin, uint64_t below);
+
 /* Handles up to budget queued messages; returns how many it handled.
  * Returns 0 when called from inside a behaviour. */
 size_t wk_runtime_run(wk_runtime_t *rt, size_t budget);

@@ -115,6 +115,36 @@ wk_jwt_b64url_decode(const char *src, size_t len, uint8_t *out, size_t cap)
     return (long)n;
 }
 
+long
+wk_jwt_b64url_encode(const uint8_t *src, size_t len, char *out, size_t cap)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t need = len / 3 * 4 + (len % 3 ? len % 3 + 1 : 0), n = 0, i;
+    uint32_t acc;
+
+    if (need >= cap || len > (size_t)LONG_MAX / 4)
+        return -1;
+    for (i = 0; i + 3 <= len; i += 3) {
+        acc = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
+        out[n++] = abc[acc >> 18 & 63];
+        out[n++] = abc[acc >> 12 & 63];
+        out[n++] = abc[acc >> 6 & 63];
+        out[n++] = abc[acc & 63];
+    }
+    if (len - i == 1) {
+        acc = (uint32_t)src[i] << 16;
+        out[n++] = abc[acc >> 18 & 63];
+        out[n++] = abc[acc >> 12 & 63];
+    } else if (len - i == 2) {
+        acc = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8;
+        out[n++] = abc[acc >> 18 & 63];
+        out[n++] = abc[acc >> 12 & 63];
+        out[n++] = abc[acc >> 6 & 63];
+    }
+    out[n] = '\0';
+    return (long)n;
+}
+
 /* --- algorithms -------------------------------------------------------- */
 
 static const struct {
@@ -1123,4 +1153,48 @@ out:
     if (err)
         *err = e;
     return e.code ? -1 : 0;
+}
+
+/* --- signing (the development token issuer) ----------------------------- */
+
+long
+wk_jwt_sign_hs256(const wk_jwt_keys_t *keys, const char *kid, const char *claims_json, char *out,
+                  size_t cap)
+{
+    const s_key_t *k = kid ? s_key_by_kid(keys, kid, strlen(kid)) : NULL;
+    json_t *hdr = NULL;
+    char *hdr_json = NULL;
+    uint8_t mac[EVP_MAX_MD_SIZE];
+    unsigned mac_len = 0;
+    long n, m, rc = -1;
+
+    if (!k || k->algs != WK_JWT_HS256 || !claims_json)
+        return -1;
+    hdr = json_pack("{s:s, s:s, s:s}", "alg", "HS256", "typ", "JWT", "kid", kid);
+    hdr_json = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL;
+    if (!hdr_json)
+        goto out;
+    n = wk_jwt_b64url_encode((const uint8_t *)hdr_json, strlen(hdr_json), out, cap);
+    if (n < 0 || (size_t)n + 1 >= cap)
+        goto out;
+    out[n++] = '.';
+    m = wk_jwt_b64url_encode((const uint8_t *)claims_json, strlen(claims_json), out + n,
+                             cap - (size_t)n);
+    if (m < 0 || (size_t)(n + m) + 1 >= cap)
+        goto out;
+    n += m;
+    if (!HMAC(keys->sha256, k->secret, (int)k->secret_len, (const unsigned char *)out, (size_t)n,
+              mac, &mac_len) ||
+        mac_len != 32)
+        goto out;
+    out[n++] = '.';
+    m = wk_jwt_b64url_encode(mac, mac_len, out + n, cap - (size_t)n);
+    if (m < 0)
+        goto out;
+    rc = n + m;
+out:
+    OPENSSL_cleanse(mac, sizeof(mac));
+    free(hdr_json);
+    json_decref(hdr);
+    return rc;
 }

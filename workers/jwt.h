@@ -112,4 +112,20 @@ int wk_jwt_verify(const wk_jwt_keys_t *keys, const wk_jwt_opts_t *opts, const ch
  * base64url or does not fit. Exposed for the tests. */
 long wk_jwt_b64url_decode(const char *src, size_t len, uint8_t *out, size_t cap);
 
+/* Base64url without padding of src[0..len) into out (cap bytes, NUL
+ * included). The length written, or -1 when it does not fit. */
+long wk_jwt_b64url_encode(const uint8_t *src, size_t len, char *out, size_t cap);
+
+/*
+ * Signs claims_json (a JSON object's text, taken as is) as a compact HS256
+ * token with the header {"alg":"HS256","typ":"JWT","kid":kid}, using the
+ * HS256 key named kid in keys. Writes the NUL-terminated token into out
+ * (cap bytes) and returns its length; -1 when kid names no HS256-only key
+ * or the token does not fit. For the development token issuer
+ * (svc_devtoken.c): production tokens come from the application's own
+ * identity provider, never from a worker.
+ */
+long wk_jwt_sign_hs256(const wk_jwt_keys_t *keys, const char *kid, const char *claims_json,
+                       char *out, size_t cap);
+
 #endif

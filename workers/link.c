@@ -43,8 +43,10 @@ typedef struct {
     bool drain_acked;                       /* DRAINING received: nothing more will come from it */
     uint64_t last_welcome;                  /* ms; WELCOME answers each HELLO of a live gateway */
     char gw_id[PROTO_BK_WORKER_ID_MAX + 1]; /* from WELCOME: request ids in logs */
-    bool discovered; /* from --gateway-dns / --gateways-file, not --gateway */
-    bool seen;       /* scratch for s_discover */
+    uint64_t conn_floor; /* from WELCOME: its first connection id; rises when it restarts */
+    bool gone_pending;   /* retired by discovery: its connections are yet to be forgotten */
+    bool discovered;     /* from --gateway-dns / --gateways-file, not --gateway */
+    bool seen;           /* scratch for s_discover */
 } wk_gateway_t;
 
 struct wk_link {
@@ -261,6 +263,7 @@ s_discover(wk_link_t *l)
             proto_log(PROTO_LOG_INFO, "gateway %s no longer listed: link closed", g->endpoint);
             zmq_close(g->sock);
             g->sock = NULL;
+            g->gone_pending = true;
         }
     }
     return 0;
@@ -594,6 +597,18 @@ s_dispatch(wk_link_t *l, uint32_t origin, wk_runtime_t *rt, zmq_msg_t *hdr_frame
     case PROTO_BK_WELCOME:
         l->st.welcome++;
         l->gw[origin].last_welcome = s_now_ms();
+        if (hdr.conn > l->gw[origin].conn_floor) {
+            /* A higher floor than before: a new gateway process behind
+             * this link. What actors keep about the old one's
+             * connections is stale; no CLOSED will ever come for them. */
+            if (l->gw[origin].conn_floor) {
+                size_t n = wk_runtime_conns_gone(rt, origin, hdr.conn);
+                proto_log(PROTO_LOG_INFO,
+                          "gateway %s restarted: %zu actors told its old connections are gone", ep,
+                          n);
+            }
+            l->gw[origin].conn_floor = hdr.conn;
+        }
         snprintf(l->gw[origin].gw_id, sizeof l->gw[origin].gw_id, "%.*s", (int)hdr.id.len,
                  (const char *)hdr.id.ptr);
         proto_log(PROTO_LOG_DEBUG, "gateway %s: welcome from %.*s", ep, (int)hdr.id.len,
@@ -743,6 +758,12 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
         if (now >= next_resolve) {
             (void)s_discover(l);
             next_resolve = now + l->resolve_ms;
+            for (size_t i = 0; i < l->n_gw; i++) {
+                if (l->gw[i].gone_pending) {
+                    l->gw[i].gone_pending = false;
+                    (void)wk_runtime_conns_gone(rt, (uint32_t)i, UINT64_MAX);
+                }
+            }
         }
         if (now >= next_hello || l->hello_due) {
             s_hello_send(l, &hello);

@@ -12,6 +12,7 @@
 #include "link.h"
 #include "svc_auth.h"
 #include "svc_chan.h"
+#include "svc_devtoken.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -50,6 +51,9 @@ typedef struct {
     uint32_t auth_leeway_s;
     char auth_iss[256];
     char auth_aud[256];
+    char dev_kid[WK_JWT_MAX_PATTERN + 1];
+    uint32_t dev_ttl_s;
+    char dev_channels[512];
     char log_format[8];
     char metrics[80]; /* HOST:PORT or empty */
     char gateway_dns[256];
@@ -223,6 +227,13 @@ static const proto_setting_t s_settings[] = {
      proto_setting_show_str, NULL, F(auth_iss), 0, 0},
     {"auth-aud", "STR", "auth: the audience tokens must name (not checked)", s_set_nonempty,
      proto_setting_show_str, NULL, F(auth_aud), 0, 0},
+    {"dev-token-kid", "KID",
+     "devtoken (DEVELOPMENT ONLY): sign with this HS256 key of --auth-keys (required with it)",
+     s_set_nonempty, proto_setting_show_str, NULL, F(dev_kid), 0, 0},
+    NUM("dev-token-ttl-s", dev_ttl_s, 1, 86400, "devtoken: token lifetime in seconds (600)"),
+    {"dev-token-channels", "LIST",
+     "devtoken: channel patterns granted for sub and pub (room:*,public:*)", s_set_nonempty,
+     proto_setting_show_str, NULL, F(dev_channels), 0, 0},
     {"log-format", "FORMAT", "text, or json: one object per line (text)", s_set_log_format,
      proto_setting_show_str, NULL, F(log_format), 0, 0},
     {"metrics", "HOST:PORT", "serve GET /metrics (Prometheus text) there (off)",
@@ -278,6 +289,40 @@ s_setup_auth(const wk_opts_t *o)
     return 0;
 }
 
+/* Configures the development token issuer when it is in --services, and
+ * says loudly that it runs. 0 or -1 (message printed). */
+static int
+s_setup_devtoken(const wk_opts_t *o)
+{
+    bool runs = false;
+    char err[1024];
+
+    for (size_t i = 0; i < o->n_svcs; i++)
+        runs = runs || o->svcs[i] == &wk_svc_devtoken;
+    if (!runs)
+        return 0;
+    if (!o->auth_keys[0] || !o->dev_kid[0]) {
+        fprintf(stderr, "wsgate-worker: the devtoken service needs --auth-keys FILE and "
+                        "--dev-token-kid KID (an HS256 key in it)\n");
+        return -1;
+    }
+    wk_svc_devtoken_cfg_t cfg = {
+        .keys_path = o->auth_keys,
+        .kid = o->dev_kid,
+        .ttl_s = o->dev_ttl_s,
+        .channels = o->dev_channels,
+        .iss = o->auth_iss,
+        .aud = o->auth_aud,
+    };
+    if (wk_svc_devtoken_configure(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "wsgate-worker: %s\n", err);
+        return -1;
+    }
+    fprintf(stderr, "wsgate-worker: WARNING: the devtoken service is running: it signs a token "
+                    "for any user who asks. For development only, never in production.\n");
+    return 0;
+}
+
 /* 0 to run, 1 for --help or a good --check-config, 2 for a usage error
  * (message printed). */
 static int
@@ -293,6 +338,8 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
     o->auth_leeway_s = WK_JWT_DEFAULT_LEEWAY_S;
     snprintf(o->services, sizeof o->services, "%s", WK_DEFAULT_SERVICES);
     snprintf(o->log_format, sizeof o->log_format, "text");
+    o->dev_ttl_s = 600;
+    snprintf(o->dev_channels, sizeof o->dev_channels, "room:*,public:*");
 
     int rc = proto_settings_parse(&s_table, o, argc, argv, &o->verbose, &o->check_config);
     if (rc != 0)
@@ -333,7 +380,7 @@ s_parse_args(wk_opts_t *o, int argc, char **argv)
             fprintf(stderr, "wsgate-worker: warning: %s is readable by others (chmod 600 it)\n",
                     o->curve_secret_file);
     }
-    if (s_setup_auth(o) != 0)
+    if (s_setup_auth(o) != 0 || s_setup_devtoken(o) != 0)
         return 2;
     if (o->check_config) {
         proto_settings_print(&s_table, o, stdout);
@@ -449,6 +496,7 @@ out_sfd:
         close(sfd);
 out_opts:
     wk_svc_auth_unconfigure();
+    wk_svc_devtoken_unconfigure();
     s_opts_fini(&o);
     return status;
 }

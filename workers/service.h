@@ -36,6 +36,11 @@ typedef enum {
     WK_MSG_REQ,    /* a request (rid != 0: exactly one reply or error is owed) */
     WK_MSG_OPEN,   /* a connection opened (raw endpoints, conn-event services) */
     WK_MSG_CLOSED, /* a connection closed */
+    /* Connections of gateway `origin` with ids below `conn` (UINT64_MAX:
+     * all) are gone: the gateway restarted or left the fleet, and no
+     * CLOSED will come for them. Forget any state kept about them. Only
+     * actors that have started get it. */
+    WK_MSG_CONNS_GONE,
 } wk_msg_kind_t;
 
 /* A message as a behaviour sees it. Borrowed: valid during handle_fn only. */
@@ -139,5 +144,7 @@ extern const wk_service_t wk_svc_chan; /* channels; configured by svc_chan.h */
 extern const wk_service_t wk_svc_echo;
 extern const wk_service_t wk_svc_counter;
 extern const wk_service_t wk_svc_auth; /* svc_auth.c; configured by svc_auth.h */
+/* DEVELOPMENT ONLY: tokens for anyone (svc_devtoken.h) */
+extern const wk_service_t wk_svc_devtoken;
 
 #endif

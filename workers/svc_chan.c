@@ -1128,13 +1128,38 @@ s_dispatch(wk_actor_t *a, chan_t *ch, const wk_msg_t *m)
     return s_error(a, m, "bad_request", "unknown op");
 }
 
+/* A gateway restarted or left: its connections below m->conn are gone
+ * without a "leave" each. They leave now, with LEAVE events as if they
+ * had closed: for the users still here, presence must stop counting the
+ * dead connections, or the channel would stay pinned for ever. */
+static void
+s_conns_gone(wk_actor_t *a, chan_t *ch, const wk_msg_t *m)
+{
+    size_t n = 0;
+    uint64_t *conns = ch->n_subs ? malloc(ch->n_subs * sizeof *conns) : NULL;
+
+    for (size_t i = 0; conns && i < ch->subs_cap; i++)
+        if (ch->subs[i].used && ch->subs[i].origin == m->origin && ch->subs[i].conn < m->conn)
+            conns[n++] = ch->subs[i].conn;
+    for (size_t i = 0; i < n; i++) {
+        chan_sub_t *s = s_sub_find(ch, m->origin, conns[i]);
+        if (s)
+            s_sub_drop(a, ch, s);
+    }
+    free(conns);
+}
+
 static int
 chan_handle(wk_actor_t *a, void *state, const wk_msg_t *m)
 {
     chan_t *ch = state;
-    if (m->kind != WK_MSG_REQ)
-        return 0; /* the gateway says "leave" when a connection closes */
-    int rc = s_dispatch(a, ch, m);
+    int rc = 0;
+
+    if (m->kind == WK_MSG_CONNS_GONE)
+        s_conns_gone(a, ch, m);
+    else if (m->kind == WK_MSG_REQ)
+        rc = s_dispatch(a, ch, m);
+    /* other kinds: the gateway says "leave" when a connection closes */
     /* Pinned exactly while someone is subscribed (svc_chan.c's header). */
     wk_actor_pin(a, ch->n_subs > 0);
     return rc;

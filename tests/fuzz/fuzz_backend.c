@@ -48,7 +48,7 @@ s_reencode(const proto_bk_t *h, proto_buf_t *out)
     case PROTO_BK_CLOSE:
         return proto_bk_encode_close(out, h->conn, h->close_code, h->text);
     case PROTO_BK_WELCOME:
-        return proto_bk_encode_welcome(out, h->id);
+        return proto_bk_encode_welcome(out, h->id, h->conn);
     case PROTO_BK_OPEN:
         return proto_bk_encode_open(out, h->conn, h->svc, h->key, h->flags);
     case PROTO_BK_REQ:

@@ -264,6 +264,29 @@ class Cluster:
             last = "gateway exited with %s during startup" % self.gateway.p.returncode
         raise AssertionError("%s\n--- gateway log ---\n%s" % (last, self.gateway.tail()))
 
+    def restart_gateway(self, kill=True, timeout=15.0):
+        """Stops the gateway (kill -9, or SIGTERM with kill=False) and starts
+        it again with the same arguments on the same ports: what a crash
+        and a supervisor's restart look like to clients and workers."""
+        if kill:
+            self.gateway.kill()
+        else:
+            self.gateway.terminate()
+        self.gateway.close_log()
+        argv = self.gateway.argv
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            self.gateway = Proc("gateway", argv, self.log_path("gateway"))
+            while time.monotonic() < deadline and self.gateway.alive():
+                try:
+                    self.metrics()
+                    return self
+                except OSError:
+                    time.sleep(0.05)
+            if time.monotonic() >= deadline:
+                raise AssertionError("gateway did not come back\n" + self.gateway.tail())
+            time.sleep(0.2)  # exited: a port still held by the old one; again
+
     def start_worker(self, wid, services=None, args=()):
         if not os.access(WORKER_BIN, os.X_OK):
             raise AssertionError("worker binary not found: %s (set WSGATE_WORKER_BIN)" % WORKER_BIN)

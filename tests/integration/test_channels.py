@@ -201,6 +201,37 @@ class ChannelsTest(GatewayTestCase):
         rep = await self.op(alice, "presence", 4, channel="room:p")
         self.assertEqual(rep["data"]["users"], {"alice": 1}, rep)
 
+    async def test_a_restarted_gateway_s_old_connections_leave(self):
+        """kill -9 a gateway and start it again: its connections vanished
+        without a leave each. The workers see its WELCOME's conn_floor rise
+        and the channel actors drop them, with LEAVE events, so presence is
+        right again and the channel can be unpinned some day."""
+        self.start_two()
+        alice = await self.client("alice", gw=2)
+        self.assertEqual((await self.op(alice, "sub", 1, channel="room:r", presence=True))["op"],
+                         "res")
+        bob = await self.client("bob", gw=1)
+        self.assertEqual((await self.op(bob, "sub", 1, channel="room:r", presence=True))["op"],
+                         "res")
+        await self.events(alice, 2, op="join")
+        self.cluster.restart_gateway(kill=True)
+        # the workers re-link to it; its new WELCOME makes bob's old
+        # connection leave
+        leave = (await self.events(alice, 1, op="leave", timeout=15))[0]
+        self.assertEqual((leave["channel"], leave["user"]), ("room:r", "bob"))
+        rep = await self.op(alice, "presence", 2, channel="room:r")
+        self.assertEqual(rep["data"]["users"], {"alice": 1}, rep)
+        await self.wait_workers(2)
+        bob = await self.client("bob", gw=1)
+        self.assertEqual((await self.op(bob, "sub", 2, channel="room:r", presence=True))["op"],
+                         "res")
+        join = (await self.events(alice, 1, op="join"))[0]
+        self.assertEqual(join["user"], "bob")
+        rep = await self.op(alice, "presence", 3, channel="room:r")
+        self.assertEqual(rep["data"]["users"], {"alice": 1, "bob": 1}, rep)
+        with open(self.cluster.workers["worker-1"].log_path) as f:
+            self.assertIn("restarted: ", f.read())
+
     async def test_history_and_recovery_after_reconnect(self):
         self.start_two()
         alice = await self.client("alice", gw=1)

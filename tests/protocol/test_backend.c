@@ -63,8 +63,8 @@ test_reference_bytes(void **state)
     s_expect(&b, "95 01 03 ce 00 01 11 70 a7 74 69 6d 65 6f 75 74 a0");
     assert_int_equal(proto_bk_encode_close(&b, 3, 1000, s_cspan("bye")), 0);
     s_expect(&b, "95 01 05 03 cd 03 e8 a3 62 79 65");
-    assert_int_equal(proto_bk_encode_welcome(&b, s_cspan("gw")), 0);
-    s_expect(&b, "93 01 20 a2 67 77");
+    assert_int_equal(proto_bk_encode_welcome(&b, s_cspan("gw"), 7), 0);
+    s_expect(&b, "94 01 20 a2 67 77 07");
     assert_int_equal(proto_bk_encode_open(&b, 1, s_cspan("x"), s_cspan(""), 3), 0);
     s_expect(&b, "96 01 21 01 a1 78 a0 03");
     assert_int_equal(proto_bk_encode_closed(&b, 1, s_cspan("x"), s_cspan("k"), 1001), 0);
@@ -183,10 +183,23 @@ test_roundtrip_every_type(void **state)
     assert_true(s_span_is(h.text, "going away"));
 
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_welcome(&b, s_cspan("gateway-1")), 0);
+    assert_int_equal(proto_bk_encode_welcome(&b, s_cspan("gateway-1"), 1ull << 52), 0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
     assert_int_equal(h.type, PROTO_BK_WELCOME);
     assert_true(s_span_is(h.id, "gateway-1"));
+    assert_int_equal(h.conn, 1ull << 52);
+    /* the 3-field WELCOME of earlier gateways: no floor (0) */
+    proto_buf_reset(&b);
+    static const uint8_t old_welcome[] = {0x93, 0x01, 0x20, 0xa2, 'g', 'w'};
+    proto_buf_append(&b, old_welcome, sizeof old_welcome);
+    assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
+    assert_int_equal(h.type, PROTO_BK_WELCOME);
+    assert_int_equal(h.conn, 0);
+    /* a floor that is not a uint */
+    proto_buf_reset(&b);
+    static const uint8_t bad_welcome[] = {0x94, 0x01, 0x20, 0xa2, 'g', 'w', 0xa1, 'x'};
+    proto_buf_append(&b, bad_welcome, sizeof bad_welcome);
+    assert_int_equal(s_decode(&b, &h, &err), PROTO_MALFORMED);
 
     proto_buf_reset(&b);
     assert_int_equal(
@@ -558,10 +571,11 @@ test_limits(void **state)
     proto_buf_init(&b, 0);
 
     /* ids: 1..128 bytes */
-    assert_int_equal(proto_bk_encode_welcome(&b, proto_span(big, PROTO_BK_WORKER_ID_MAX)), 0);
+    assert_int_equal(proto_bk_encode_welcome(&b, proto_span(big, PROTO_BK_WORKER_ID_MAX), 1), 0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_OK);
     proto_buf_reset(&b);
-    assert_int_equal(proto_bk_encode_welcome(&b, proto_span(big, PROTO_BK_WORKER_ID_MAX + 1)), 0);
+    assert_int_equal(proto_bk_encode_welcome(&b, proto_span(big, PROTO_BK_WORKER_ID_MAX + 1), 1),
+                     0);
     assert_int_equal(s_decode(&b, &h, &err), PROTO_TOO_BIG);
 
     /* text: up to 1024 bytes */

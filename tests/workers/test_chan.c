@@ -1375,11 +1375,55 @@ test_drop_and_rejoin(void **state)
     wk_runtime_destroy(&rt);
 }
 
+/* A gateway restarted (its conn_floor rose) or left: the runtime tells
+ * every started actor, and chan forgets that gateway's connections below
+ * the floor, with LEAVE events for users who had no other connection, and
+ * unpins once nobody is left. Connections of other gateways, and the
+ * restarted gateway's new ones (at or above the floor), stay. */
+static void
+test_conns_gone(void **state)
+{
+    (void)state;
+    wk_runtime_t *rt = s_rt_new(1000);
+    s_sub(rt, 0, 5, "room:g", "alice", true, 1);  /* old run of gateway 0 */
+    s_sub(rt, 0, 6, "room:g", "bob", false, 2);   /* old run of gateway 0 */
+    s_sub(rt, 0, 100, "room:g", "bob", true, 3);  /* gateway 0's new run: hears LEAVEs */
+    s_sub(rt, 1, 5, "room:g", "carol", false, 4); /* gateway 1: same ids */
+    s_publish(rt, "other", "x", 1, 5);            /* started, no subscriber */
+    assert_int_equal(s_stats(rt).pinned, 1);
+
+    s_out_clear();
+    assert_int_equal(wk_runtime_conns_gone(rt, 0, 100), 2); /* both started actors */
+    s_drain(rt);
+    /* alice's only connection went: LEAVE; bob still has conn 100 */
+    assert_int_equal(s_count(OUT_PUB), 1);
+    assert_int_equal(s_pub(0)->pub_kind, PROTO_BK_PUB_LEAVE);
+    assert_string_equal(s_pub(0)->user, "alice");
+    s_gw(rt, 0, 9, 100, "room:g", RQ(.op = "presence", .sub = "*"));
+    proto_span_t users = s_get(s_span(s_reply_for(9)), "users");
+    assert_int_equal(s_map_len(users), 2);
+    assert_int_equal(s_uint(s_get(users, "bob")), 1);
+    assert_int_equal(s_uint(s_get(users, "carol")), 1);
+    assert_int_equal(s_stats(rt).pinned, 1);
+
+    /* gateway 1 retired (UINT64_MAX), then gateway 0's new run too */
+    assert_int_equal(wk_runtime_conns_gone(rt, 1, UINT64_MAX), 2);
+    s_drain(rt);
+    assert_int_equal(s_stats(rt).pinned, 1);
+    wk_runtime_conns_gone(rt, 0, UINT64_MAX);
+    s_drain(rt);
+    assert_int_equal(s_stats(rt).pinned, 0);
+    wk_runtime_tick(rt, 1000000);
+    assert_int_equal(s_stats(rt).live_actors, 0);
+    wk_runtime_destroy(&rt);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_forbidden_without_gw, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_conns_gone, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sub_permissions, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_pub_permissions, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_pub_sequence, s_setup, s_teardown),

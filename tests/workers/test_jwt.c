@@ -1070,11 +1070,50 @@ test_jwks(void **st)
     s_expect_refused(s_fmt("[jwks]\nurl = https://x\n"), "unknown setting 'url'", NULL);
 }
 
+/* The development issuer's signer: its tokens verify, its base64url
+ * decodes back, and only an HS256-only key signs. The token must equal the
+ * independent signer's (jwtutil.h) for the same header and claims. */
+static void
+test_sign_hs256(void **st)
+{
+    (void)st;
+    char tok[WK_JWT_MAX_TOKEN], b64[72];
+    uint8_t raw[48], back[48];
+    const char *claims = "{\"sub\":\"dev-user\",\"exp\":1700000600}";
+
+    for (size_t n = 0; n <= sizeof raw; n++) {
+        for (size_t i = 0; i < n; i++)
+            raw[i] = (uint8_t)(i * 37 + n);
+        long m = wk_jwt_b64url_encode(raw, n, b64, sizeof b64);
+        assert_true(m >= 0);
+        assert_int_equal(strlen(b64), (size_t)m);
+        assert_int_equal(wk_jwt_b64url_decode(b64, (size_t)m, back, sizeof back), (long)n);
+        assert_memory_equal(raw, back, n);
+    }
+    assert_int_equal(wk_jwt_b64url_encode(raw, 3, b64, 4), -1); /* no room for the NUL */
+
+    long n = wk_jwt_sign_hs256(g_keys, "hs1", claims, tok, sizeof tok);
+    assert_true(n > 0);
+    char *ref = t_token(T_HS256, g_fx.secret, sizeof g_fx.secret,
+                        "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"hs1\"}", claims);
+    assert_string_equal(tok, ref);
+    free(ref);
+    wk_jwt_claims_t out;
+    s_check_keys(g_keys, strdup(tok), NULL, NULL, &out);
+    assert_string_equal(out.sub, "dev-user");
+    assert_int_equal(out.exp, 1700000600);
+
+    assert_int_equal(wk_jwt_sign_hs256(g_keys, "rsa1", claims, tok, sizeof tok), -1);
+    assert_int_equal(wk_jwt_sign_hs256(g_keys, "nosuch", claims, tok, sizeof tok), -1);
+    assert_int_equal(wk_jwt_sign_hs256(g_keys, "hs1", claims, tok, 40), -1);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_b64url),
+        cmocka_unit_test(test_sign_hs256),
         cmocka_unit_test(test_valid_hs256),
         cmocka_unit_test(test_valid_rs256),
         cmocka_unit_test(test_valid_es256),
