@@ -14,7 +14,6 @@ directory where `npm ci` installed package.json's dependencies;
 WSGATE_ARTIFACTS, where screenshots go; plus the harness' WSGATE_BIN etc.
 """
 
-import base64
 import json
 import os
 import queue
@@ -141,8 +140,9 @@ class Browser:
 
 class BrowserTestCase(unittest.TestCase):
     """A Browser per test class; per test, a gateway serving <build>/www
-    (with --auth required) and workers running auth and chan with a fresh
-    HS256 secret, plus the dev token issuer at POST /dev/token."""
+    with --auth required and the development token issuer (POST
+    /dev/token), and workers running auth, devtoken and chan with a fresh
+    HS256 secret."""
 
     @classmethod
     def setUpClass(cls):
@@ -196,21 +196,22 @@ class BrowserTestCase(unittest.TestCase):
 
     # -- cluster
     def gateway_args(self, extra=()):
-        return ["--auth", "required", "--auth-service", "auth", "--static", WWW,
-                "--api-key-file", self.api_key_file] + list(extra)
+        # as in make run: auth required, the development token issuer on
+        # (POST /dev/token asks the workers' devtoken service)
+        return ["--auth", "required", "--auth-service", "auth", "--dev-token", "devtoken",
+                "--static", WWW, "--api-key-file", self.api_key_file] + list(extra)
 
-    def worker_args(self, extra=()):
-        return ["--auth-keys", self.keys_file, "--auth-leeway-s", "2"] + list(extra)
+    def worker_args(self, extra=(), dev_ttl_s=600):
+        """For workers running auth (and devtoken: it signs with the same
+        key, kid dev, tokens of dev_ttl_s seconds)."""
+        return ["--auth-keys", self.keys_file, "--auth-leeway-s", "2",
+                "--dev-token-kid", "dev", "--dev-token-ttl-s", str(dev_ttl_s)] + list(extra)
 
-    def start_cluster(self, gateway_args=(), worker_args=(), services="echo,counter,auth,chan"):
+    def start_cluster(self, gateway_args=(), worker_args=(),
+                      services="echo,counter,auth,chan,devtoken"):
         self.cluster.start_gateway(self.gateway_args(gateway_args))
         self.cluster.start_worker("worker-1", services=services, args=self.worker_args(worker_args))
         self.cluster.wait_workers(1)
-        self.dev_token_route(ttl=600)
-
-    def dev_token_route(self, ttl):
-        self.browser.call("dev_token_route", secret_b64=base64.b64encode(self.secret).decode(),
-                          kid="dev", ttl=ttl, channels=CHANNELS)
 
     def restart_gateway(self, sig="term"):
         """Stops the gateway (SIGTERM: clients see 1001; kill: they see the

@@ -14,7 +14,6 @@
 // node_modules), WSGATE_CHROMIUM (default /usr/bin/chromium),
 // WSGATE_BROWSER_PROFILE (a fresh user-data-dir, removed at exit).
 import { createRequire } from 'node:module';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -73,32 +72,6 @@ function rec(name) {
   return r;
 }
 
-// Until the gateway's own POST /dev/token is available: the same contract
-// (docs: notes on --dev-token), answered here with an HS256 token signed
-// with the secret the test gave the auth worker.
-async function devTokenRoute(m) {
-  const secret = Buffer.from(m.secret_b64, 'base64');
-  const b64u = (s) => Buffer.from(s).toString('base64url');
-  await context.route('**/dev/token', async (route) => {
-    let user;
-    try {
-      user = JSON.parse(route.request().postData() || '{}').user;
-    } catch {
-      user = null;
-    }
-    if (typeof user !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(user)) {
-      return route.fulfill({ status: 400, contentType: 'application/json', body: JSON.stringify({ code: 'bad_request', message: 'user: 1..64 of [A-Za-z0-9_.-]' }) });
-    }
-    const iat = Math.floor(Date.now() / 1000);
-    const claims = { sub: user, iat, exp: iat + m.ttl, channels: m.channels, ...(m.extra || {}) };
-    const head = b64u(JSON.stringify({ alg: 'HS256', typ: 'JWT', kid: m.kid }));
-    const body = b64u(JSON.stringify(claims));
-    const sig = crypto.createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
-    return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ token: `${head}.${body}.${sig}`, exp: claims.exp, user }) });
-  });
-  return true;
-}
-
 async function handle(m) {
   switch (m.cmd) {
     case 'open':
@@ -134,8 +107,6 @@ async function handle(m) {
       await r.page.close();
       return true;
     }
-    case 'dev_token_route':
-      return devTokenRoute(m);
     case 'quit':
       return 'bye';
     default:

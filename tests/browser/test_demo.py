@@ -45,11 +45,10 @@ class DemoTest(BrowserTestCase):
         b = self.browser
         self.cluster.start_gateway(self.gateway_args())
         gw2 = self.second_gateway()
-        self.cluster.start_worker("worker-1", services="echo,auth,chan",
+        self.cluster.start_worker("worker-1", services="echo,auth,chan,devtoken",
                                   args=self.worker_args(["--gateway", gw2.backend]))
         self.cluster.wait_workers(1)
         gw2.wait_workers(1)
-        self.dev_token_route(ttl=600)
 
         # alice uses the form, bob the link with ?user=&room=
         self.open("alice")

@@ -70,10 +70,9 @@ class SdkTest(BrowserTestCase):
 
     def test_requests_errors_and_timeout(self):
         self.cluster.start_gateway(self.gateway_args())
-        self.cluster.start_worker("worker-1", services="echo,auth,chan", args=self.worker_args())
+        self.cluster.start_worker("worker-1", services="echo,auth,chan,devtoken", args=self.worker_args())
         self.cluster.start_worker("worker-2", services="counter", args=self.worker_args())
         self.cluster.wait_workers(2)
-        self.dev_token_route(ttl=600)
         p = self.page()
         got = self.ev(p, """async () => {
           const c = mk('a', 'alice');
@@ -111,11 +110,10 @@ class SdkTest(BrowserTestCase):
 
     def test_recovery_not_possible_is_reported(self):
         self.cluster.start_gateway(self.gateway_args())
-        self.cluster.start_worker("worker-1", services="echo,auth", args=self.worker_args())
+        self.cluster.start_worker("worker-1", services="echo,auth,devtoken", args=self.worker_args())
         self.cluster.start_worker("worker-2", services="chan",
                                   args=self.worker_args(["--chan-history", "2"]))
         self.cluster.wait_workers(2)
-        self.dev_token_route(ttl=600)
         p = self.page()
         first = self.ev(p, """async () => {
           const c = mk('a', 'alice');
@@ -182,9 +180,9 @@ class SdkTest(BrowserTestCase):
 
     def test_token_refreshed_before_expiry(self):
         self.cluster.start_gateway(self.gateway_args(["--auth-grace-ms", "200"]))
-        self.cluster.start_worker("worker-1", services="echo,auth,chan", args=self.worker_args())
+        self.cluster.start_worker("worker-1", services="echo,auth,chan,devtoken",
+                                  args=self.worker_args(dev_ttl_s=3))
         self.cluster.wait_workers(1)
-        self.dev_token_route(ttl=3)
         p = self.page()
         self.ev(p, "async () => { const c = mk('r', 'rita'); await c.connect(); }")
         # two refreshes: the first token (3 s) and the second are both outlived
@@ -242,10 +240,9 @@ class SdkTest(BrowserTestCase):
 
     def test_close_codes_backoff_and_reconnect(self):
         self.cluster.start_gateway(self.gateway_args())
-        self.cluster.start_worker("worker-1", services="echo,auth,chan", args=self.worker_args())
+        self.cluster.start_worker("worker-1", services="echo,auth,chan,devtoken", args=self.worker_args())
         self.cluster.start_worker("worker-2", services="counter", args=self.worker_args())
         self.cluster.wait_workers(2)
-        self.dev_token_route(ttl=600)
         p = self.page()
 
         # the schedule itself: caps double up to maxMs; full jitter spreads
