@@ -293,12 +293,15 @@ export class Client {
     this._attempt = 0;
     this.user = auth.user ?? null;
     this.exp = auth.exp ?? null;
-    this._setState('connected', { user: this.user, exp: this.exp });
-    if (this._ws !== ws) return; // a listener closed it
-    for (const sub of this._subs.values()) sub._send();
+    // Subscriptions and waiting requests go out before the 'connected'
+    // listeners run: one that subscribes there sends its own sub, once.
+    this.state = 'connected';
+    for (const sub of [...this._subs.values()]) sub._send();
     const queue = this._queue;
     this._queue = [];
     for (const p of queue) this._sendPending(p, ws);
+    this._setState('connected', { user: this.user, exp: this.exp });
+    if (this._ws !== ws) return; // a listener closed it
     const waiters = this._waiters;
     this._waiters = [];
     for (const w of waiters) w.resolve();

@@ -76,8 +76,12 @@ class SdkTest(BrowserTestCase):
         p = self.page()
         got = self.ev(p, """async () => {
           const c = mk('a', 'alice');
+          // a subscription made by a 'connected' listener is sent once
+          let lsub = null;
+          c.on('connected', () => { lsub = lsub || c.subscribe('room:l', {}); });
           await c.connect();
           return {user: c.user, state: c.state,
+                  lsub: await lsub.ready.then(() => lsub.state, (e) => 'refused: ' + e.code),
                   echo: await c.request('echo', null, {x: [1, 'two', null]}),
                   count: await c.request('counter', 'k', 5),
                   nope: await failure(c.request('nope', null, 1)),
@@ -85,6 +89,7 @@ class SdkTest(BrowserTestCase):
         }""")
         self.assertEqual(got["user"], "alice")
         self.assertEqual(got["state"], "connected")
+        self.assertEqual(got["lsub"], "subscribed")
         self.assertEqual(got["echo"], {"x": [1, "two", None]})
         self.assertEqual(got["count"], 5)
         self.assertEqual(got["nope"], {"name": "WsgateError", "code": "no_service", "local": False})
