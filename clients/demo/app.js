@@ -86,6 +86,7 @@ function notice(text, afterOffset) {
 function showState(s) {
   const el = $('state');
   el.dataset.state = s.state;
+  document.body.dataset.state = s.state; // the presence list greys out while offline
   if (s.state === 'connecting') el.textContent = s.attempt ? `reconnecting (attempt ${s.attempt + 1})` : 'connecting';
   else if (s.state === 'connected') el.textContent = `connected as ${s.user}`;
   else if (s.state === 'disconnected') el.textContent = `disconnected (${s.code}${s.reason ? ' ' + s.reason : ''}), retrying in ${(s.delayMs / 1000).toFixed(1)} s`;
