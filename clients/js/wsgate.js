@@ -262,8 +262,8 @@ export class Client {
       return;
     }
     let auth = { user: null, exp: null };
+    let token = null;
     if (this.options.token != null) {
-      let token;
       try {
         token = await this._getToken();
       } catch (e) {
@@ -283,10 +283,10 @@ export class Client {
         return;
       }
       if (this._ws !== ws) return;
-      this._scheduleRefresh(auth.exp, token);
     }
     clearTimeout(this._openTimer);
     this._ready(ws, auth || {});
+    if (token && this._ws === ws) this._scheduleRefresh(auth && auth.exp, token);
   }
 
   _ready(ws, auth) {

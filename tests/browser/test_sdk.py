@@ -6,7 +6,7 @@ real gateways and workers, one behaviour per test:
 - recovery not possible: the history moved past the client's offset
   (too_old), and the chan worker killed with -9 so the channel's epoch
   changes under a live subscription (epoch_changed);
-- the token refreshed in-band before it expires (3 s tokens), and a fixed
+- the token refreshed in-band before it expires (4 s tokens), and a fixed
   token that is not refreshed closed with 4005 and not retried;
 - the msgpack subprotocol: binary frames only, binary data both ways;
 - close codes and reconnects: 4003 stops for good; twenty clients whose
@@ -184,13 +184,14 @@ class SdkTest(BrowserTestCase):
     # --------------------------------------------------------------- token
 
     def test_token_refreshed_before_expiry(self):
-        self.cluster.start_gateway(self.gateway_args(["--auth-grace-ms", "200"]))
+        self.cluster.start_gateway(self.gateway_args(["--auth-grace-ms", "1000"]))
         self.cluster.start_worker("worker-1", services="echo,auth,chan,devtoken",
-                                  args=self.worker_args(dev_ttl_s=3))
+                                  args=self.worker_args(dev_ttl_s=4))
         self.cluster.wait_workers(1)
         p = self.page()
         self.ev(p, "async () => { const c = mk('r', 'rita'); await c.connect(); }")
-        # two refreshes: the first token (3 s) and the second are both outlived
+        # two refreshes (each 2 s before expiry): the first token (4 s) and the
+        # second are both outlived
         tokens = self.browser.wait(p, "() => events('r', 'token').length >= 2 && events('r', 'token')",
                                    timeout=15, what="two refreshes")
         self.assertLess(tokens[0]["exp"], tokens[1]["exp"])
