@@ -10,6 +10,7 @@
  * ZeroMQ checks the HWM on a message's first part only, so a two-part
  * message is queued whole or not at all.
  */
+#define _GNU_SOURCE /* getaddrinfo_a */
 #include "link.h"
 
 #include <arpa/inet.h>
@@ -57,6 +58,7 @@ struct wk_link {
     bool curve;
     char curve_secret[41], curve_server[41], curve_public[41];
     char *dns_host, *dns_port; /* --gateway-dns NAME:PORT, or NULL */
+    struct s_gai *gai;         /* a re-resolution in flight (getaddrinfo_a), or NULL */
     char *gw_file;             /* --gateways-file, or NULL */
     uint64_t resolve_ms;
     bool hello_due; /* a gateway was discovered: HELLO at once */
@@ -72,6 +74,16 @@ struct wk_link {
     unsigned log_lines;
     uint64_t log_suppressed;
 };
+
+/* One asynchronous lookup of --gateway-dns. glibc's resolver thread
+ * writes into it until it completes, so it is owned apart from the link:
+ * a lookup that cannot be cancelled at shutdown is left to finish in it. */
+typedef struct s_gai {
+    struct gaicb cb;
+    struct gaicb *list[1];
+    struct addrinfo hints;
+    char *host, *port;
+} s_gai_t;
 
 static uint64_t
 s_now_ms(void)
@@ -204,16 +216,16 @@ s_discover_one(wk_link_t *l, const char *endpoint)
  * cut the worker off. getaddrinfo blocks; in-cluster DNS answers in well
  * under a millisecond, and this runs every resolve_ms only.
  */
+/* One pass over what --gateway-dns resolved to (res, or the resolver's
+ * error e) and the --gateways-file: new gateways get a link, discovered
+ * ones no longer listed lose theirs. */
 static int
-s_discover(wk_link_t *l)
+s_discover_apply(wk_link_t *l, struct addrinfo *res, int e)
 {
     int rc = 0;
     for (size_t i = 0; i < l->n_gw; i++)
         l->gw[i].seen = false;
     if (l->dns_host) {
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-        struct addrinfo *res = NULL;
-        int e = getaddrinfo(l->dns_host, l->dns_port, &hints, &res);
         if (e != 0) {
             proto_log_limited(PROTO_LOG_WARN, "gateway-dns %s: %s", l->dns_host, gai_strerror(e));
             rc = -1;
@@ -236,8 +248,6 @@ s_discover(wk_link_t *l)
             }
             s_discover_one(l, ep);
         }
-        if (res)
-            freeaddrinfo(res);
     }
     if (l->gw_file) {
         FILE *f = fopen(l->gw_file, "r");
@@ -267,6 +277,83 @@ s_discover(wk_link_t *l)
         }
     }
     return 0;
+}
+
+/* At start, blocking: nothing is served yet, and the first gateways are
+ * wanted before the first HELLO. */
+static int
+s_discover_now(wk_link_t *l)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int e = l->dns_host ? getaddrinfo(l->dns_host, l->dns_port, &hints, &res) : 0;
+    int rc = s_discover_apply(l, res, e);
+
+    if (res)
+        freeaddrinfo(res);
+    return rc;
+}
+
+/*
+ * Every resolve_ms afterwards: the lookup runs on glibc's resolver thread
+ * (getaddrinfo_a), so a slow or dead DNS server never stalls the actors;
+ * s_discover_poll() applies the answer when it is in. A lookup still out
+ * at the next round is left to finish. Without --gateway-dns the file is
+ * read at once.
+ */
+static void
+s_discover_start(wk_link_t *l)
+{
+    if (!l->dns_host) {
+        (void)s_discover_apply(l, NULL, 0);
+        return;
+    }
+    if (l->gai)
+        return;
+    s_gai_t *g = calloc(1, sizeof *g);
+    if (!g || !(g->host = strdup(l->dns_host)) || !(g->port = strdup(l->dns_port))) {
+        if (g) {
+            free(g->host);
+            free(g);
+        }
+        return;
+    }
+    g->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    g->cb = (struct gaicb){.ar_name = g->host, .ar_service = g->port, .ar_request = &g->hints};
+    g->list[0] = &g->cb;
+    int e = getaddrinfo_a(GAI_NOWAIT, g->list, 1, NULL);
+    if (e != 0) {
+        (void)s_discover_apply(l, NULL, e); /* logged, nothing closed */
+        free(g->host);
+        free(g->port);
+        free(g);
+        return;
+    }
+    l->gai = g;
+}
+
+static void
+s_gai_free(s_gai_t *g)
+{
+    if (g->cb.ar_result)
+        freeaddrinfo(g->cb.ar_result);
+    free(g->host);
+    free(g->port);
+    free(g);
+}
+
+/* Applies a finished lookup. */
+static void
+s_discover_poll(wk_link_t *l)
+{
+    if (!l->gai)
+        return;
+    int e = gai_error(&l->gai->cb);
+    if (e == EAI_INPROGRESS)
+        return;
+    (void)s_discover_apply(l, e == 0 ? l->gai->cb.ar_result : NULL, e);
+    s_gai_free(l->gai);
+    l->gai = NULL;
 }
 
 wk_link_t *
@@ -326,7 +413,7 @@ wk_link_new(const wk_link_cfg_t *cfg)
     if (cfg->gateways_file && !(l->gw_file = strdup(cfg->gateways_file)))
         goto out_destroy_nomem;
     l->resolve_ms = cfg->resolve_ms ? cfg->resolve_ms : WK_LINK_DEFAULT_RESOLVE_MS;
-    if ((l->dns_host || l->gw_file) && s_discover(l) != 0 && l->n_gw == 0)
+    if ((l->dns_host || l->gw_file) && s_discover_now(l) != 0 && l->n_gw == 0)
         proto_log(PROTO_LOG_WARN, "no gateway found yet; trying again every %llu ms",
                   (unsigned long long)l->resolve_ms);
     return l;
@@ -348,6 +435,17 @@ wk_link_destroy(wk_link_t **link_p)
         return;
     wk_link_t *l = *link_p;
     wk_metrics_destroy(&l->metrics);
+    if (l->gai) {
+        /* A lookup still running writes into l->gai: cancel it, or give
+         * it a moment; one that will not stop is left to the resolver
+         * thread (a few hundred bytes, once, at exit). */
+        struct timespec ts = {2, 0};
+        const struct gaicb *list[1] = {&l->gai->cb};
+        if (gai_cancel(&l->gai->cb) == EAI_CANCELED || gai_error(&l->gai->cb) != EAI_INPROGRESS ||
+            (gai_suspend(list, 1, &ts) == 0 && gai_error(&l->gai->cb) != EAI_INPROGRESS))
+            s_gai_free(l->gai);
+        l->gai = NULL;
+    }
     free(l->dns_host);
     free(l->dns_port);
     free(l->gw_file);
@@ -756,13 +854,14 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
         uint64_t now = s_now_ms();
         wk_runtime_tick(rt, now);
         if (now >= next_resolve) {
-            (void)s_discover(l);
+            s_discover_start(l);
             next_resolve = now + l->resolve_ms;
-            for (size_t i = 0; i < l->n_gw; i++) {
-                if (l->gw[i].gone_pending) {
-                    l->gw[i].gone_pending = false;
-                    (void)wk_runtime_conns_gone(rt, (uint32_t)i, UINT64_MAX);
-                }
+        }
+        s_discover_poll(l);
+        for (size_t i = 0; i < l->n_gw; i++) {
+            if (l->gw[i].gone_pending) {
+                l->gw[i].gone_pending = false;
+                (void)wk_runtime_conns_gone(rt, (uint32_t)i, UINT64_MAX);
             }
         }
         if (now >= next_hello || l->hello_due) {
@@ -815,6 +914,9 @@ wk_link_run(wk_link_t *l, wk_runtime_t *rt, int stop_fd)
                 items[n_items++] = (zmq_pollitem_t){.fd = fds[k], .events = ZMQ_POLLIN};
             if (nf > 1 && timeout > 500)
                 timeout = 500; /* to expire clients that never send */
+        }
+        if (l->gai && timeout > 50) {
+            timeout = 50; /* a lookup's answer is looked for each turn */
         }
         if (zmq_poll(items, (int)n_items, timeout) < 0) {
             if (errno == EINTR)

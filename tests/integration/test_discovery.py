@@ -76,5 +76,60 @@ class DiscoveryTest(GatewayTestCase):
         await c.echo_ok(self)
 
 
+    async def test_a_dead_dns_server_does_not_stall_the_worker(self):
+        """--gateway-dns is re-resolved on glibc's resolver thread: with a
+        DNS server that never answers (and a 30 s resolver timeout), the
+        worker keeps heartbeating and answering. Resolving on its own
+        thread, as before, it would go silent for 30 s and the gateway
+        (worker-timeout-ms 2000) would forget it. The worker runs in its
+        own mount namespace with a resolv.conf pointing at 127.0.0.1:53,
+        where this test holds a UDP socket that reads and never replies."""
+        import asyncio
+        import socket
+        import subprocess
+
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("127.0.0.1", 53))
+        except OSError as e:
+            self.skipTest("127.0.0.1:53 is taken (%s)" % e)
+        probe.close()
+        resolv = os.path.join(self.dir.name, "resolv.conf")
+        with open(resolv, "w") as f:
+            f.write("nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
+        self.cluster.start_gateway(["--worker-timeout-ms", "2000"])
+        # nothing listens on :53 yet, so the start-up lookup fails at once
+        # (port unreachable); the static --gateway link carries the work
+        cmd = ("mount --bind %s /etc/resolv.conf && exec %s --id wdns --services echo "
+               "--hello-ms 200 --resolve-ms 300 --gateway %s --gateway-dns gw.wsgate.test:7001"
+               % (resolv, harness.WORKER_BIN, self.cluster.backend))
+        w = Proc("wdns", ["unshare", "-m", "--propagation", "private", "sh", "-c", cmd],
+                 self.cluster.log_path("wdns"))
+        self.cluster.workers["wdns"] = w
+        self.cluster.wait_workers(1)
+        dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dead.bind(("127.0.0.1", 53))
+        dead.setblocking(False)
+        try:
+            c = await self.connect("json")
+            queries = 0
+            for _ in range(25):  # ~5 s: past two worker timeouts
+                await c.echo_ok(self)
+                await asyncio.sleep(0.2)
+                try:
+                    while dead.recv(512):
+                        queries += 1
+                except BlockingIOError:
+                    pass
+            self.assertGreater(queries, 0, "the worker never asked the dead DNS server")
+            m = self.metrics()
+            self.assertEqual(m.get("wsgate_workers"), 1)
+            self.assertEqual(m.get("wsgate_workers_left_total"), 0, m.text)
+            self.assertTrue(w.alive())
+        finally:
+            dead.close()
+        self.assertEqual(w.terminate()[0], 0)
+
+
 if __name__ == "__main__":
     harness.main()
