@@ -8,7 +8,11 @@ JOBS       ?= $(shell nproc)
 DEB_PKGS = build-essential cmake pkg-config libwebsockets-dev libev-dev libzmq3-dev liburing-dev \
            libmsgpack-dev libjansson-dev libcmocka-dev libxxhash-dev libinih-dev libssl-dev \
            python3 python3-websockets python3-zmq python3-msgpack iproute2 python3-jwt python3-cryptography \
-           python3-matplotlib
+           python3-matplotlib chromium
+# The browser tests also need node (18 or later) and npm: Debian's nodejs and
+# npm are installed only when no node is on PATH, since a node from
+# elsewhere (NodeSource's nodejs bundles npm) conflicts with Debian's npm.
+NODE_PKGS = nodejs npm
 
 .PHONY: all deps build build-san run test test-fast test-san clean
 
@@ -18,6 +22,8 @@ deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
 	  done); \
+	command -v node >/dev/null 2>&1 || missing="$$missing $(NODE_PKGS)"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
