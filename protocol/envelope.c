@@ -1,6 +1,6 @@
 /*
- * envelope.c - the client envelope in its two encodings, and the JSON <->
- * msgpack converters behind it.
+ * envelope.c - the client envelope in its two encodings. The JSON side is
+ * streamed by protocol/json.c (no DOM); this file owns the fields.
  *
  * Both decoders first collect the known fields into one neutral form
  * (s_fields_t) and only then validate them, id first: that way the error
@@ -8,12 +8,10 @@
  * the two encodings cannot drift apart in what they accept.
  */
 #include "envelope.h"
+#include "json.h"
 #include "mpk.h"
 
-#include <math.h>
 #include <string.h>
-
-#include "json.h"
 
 static const uint8_t s_nil[1] = {0xc0};
 
