@@ -366,7 +366,8 @@ test_json_nesting(void **state)
 static void
 test_json_big_containers(void **state)
 {
-    static const size_t counts[] = {14, 15, 16, 17, 18, 255, 256, 65535, 65536, 70000};
+    /* past 256, objects only for the 32-bit header: keeps the ASan run short */
+    static const size_t counts[] = {14, 15, 16, 17, 18, 255, 256, 65535, 65536};
     char key[64];
 
     (void)state;
@@ -379,7 +380,7 @@ test_json_big_containers(void **state)
         s_check_repeat("{\"svc\":\"e\",\"data\":[", "[1.5,\"x\"]", ",", n, "]}");
         /* n distinct keys, then the same with the last one repeating the
          * first / the 17th (the sorted check, and the linear one) */
-        for (int rep = 0; rep < 3; rep++) {
+        for (int rep = n == 65535 ? 3 : 0; rep < 3; rep++) {
             p = buf;
             *p++ = '{';
             for (size_t k = 0; k < n; k++) {
