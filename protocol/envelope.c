@@ -1,6 +1,6 @@
 /*
- * envelope.c - the client envelope in its two encodings, and the JSON <->
- * msgpack converters behind it.
+ * envelope.c - the client envelope in its two encodings. The JSON side is
+ * streamed by protocol/json.c (no DOM); this file owns the fields.
  *
  * Both decoders first collect the known fields into one neutral form
  * (s_fields_t) and only then validate them, id first: that way the error
@@ -8,17 +8,10 @@
  * the two encodings cannot drift apart in what they accept.
  */
 #include "envelope.h"
+#include "json.h"
 #include "mpk.h"
 
-#include <math.h>
 #include <string.h>
-
-#include <jansson.h>
-
-#define JSON_DECODE_FLAGS (JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
-/* 17 significant digits: every double survives the trip through text. */
-#define JSON_ENCODE_FLAGS                                                                          \
-    (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
 
 static const uint8_t s_nil[1] = {0xc0};
 
@@ -129,265 +122,6 @@ proto_utf8_valid(const uint8_t *p, size_t len)
         i += n;
     }
     return true;
-}
-
-/* ---- msgpack -> JSON ---- */
-
-static proto_rc_t
-s_mpk_to_json(mpk_reader_t *r, unsigned depth, json_t **out)
-{
-    mpk_item_t it;
-    json_t *j = NULL;
-    proto_rc_t rc = mpk_read(r, &it);
-
-    if (rc != PROTO_OK)
-        return rc;
-    switch (it.type) {
-    case MPK_NIL:
-        j = json_null();
-        break;
-    case MPK_BOOL:
-        j = json_boolean(it.v.b);
-        break;
-    case MPK_UINT:
-        if (it.v.u > (uint64_t)INT64_MAX)
-            return PROTO_MALFORMED;
-        j = json_integer((json_int_t)it.v.u);
-        break;
-    case MPK_INT:
-        j = json_integer((json_int_t)it.v.i);
-        break;
-    case MPK_FLOAT:
-        if (!isfinite(it.v.f))
-            return PROTO_MALFORMED;
-        j = json_real(it.v.f);
-        break;
-    case MPK_STR:
-        if (!proto_utf8_valid(it.v.s.ptr, it.v.s.len))
-            return PROTO_MALFORMED;
-        j = json_stringn_nocheck((const char *)it.v.s.ptr, it.v.s.len);
-        break;
-    case MPK_BIN:
-    case MPK_EXT:
-        return PROTO_MALFORMED;
-    case MPK_ARRAY:
-        if (depth == 0)
-            return PROTO_TOO_BIG;
-        j = json_array();
-        if (!j)
-            return PROTO_NOMEM;
-        for (uint32_t i = 0; i < it.v.n; i++) {
-            json_t *v;
-            rc = s_mpk_to_json(r, depth - 1, &v);
-            if (rc != PROTO_OK)
-                goto out_free;
-            if (json_array_append_new(j, v) < 0) {
-                rc = PROTO_NOMEM;
-                goto out_free;
-            }
-        }
-        break;
-    case MPK_MAP:
-        if (depth == 0)
-            return PROTO_TOO_BIG;
-        j = json_object();
-        if (!j)
-            return PROTO_NOMEM;
-        for (uint32_t i = 0; i < it.v.n; i++) {
-            proto_span_t k;
-            json_t *v;
-            rc = mpk_read_str(r, &k);
-            if (rc != PROTO_OK)
-                goto out_free;
-            /* A repeated key would silently drop a value in JSON. */
-            if (!proto_utf8_valid(k.ptr, k.len) ||
-                json_object_getn(j, (const char *)k.ptr, k.len)) {
-                rc = PROTO_MALFORMED;
-                goto out_free;
-            }
-            rc = s_mpk_to_json(r, depth - 1, &v);
-            if (rc != PROTO_OK)
-                goto out_free;
-            if (json_object_setn_new_nocheck(j, (const char *)k.ptr, k.len, v) < 0) {
-                rc = PROTO_NOMEM;
-                goto out_free;
-            }
-        }
-        break;
-    }
-    if (!j)
-        return PROTO_NOMEM;
-    *out = j;
-    return PROTO_OK;
-
-out_free:
-    json_decref(j);
-    return rc;
-}
-
-/* Converts exactly one msgpack value; NEED_MORE becomes MALFORMED since
- * the span is the whole value. */
-static proto_rc_t
-s_mpk_span_to_json(proto_span_t mpk, json_t **out)
-{
-    mpk_reader_t r;
-    proto_rc_t rc;
-
-    mpk_reader_init(&r, mpk.ptr, mpk.len);
-    rc = s_mpk_to_json(&r, MPK_MAX_DEPTH, out);
-    if (rc == PROTO_NEED_MORE)
-        return PROTO_MALFORMED;
-    if (rc != PROTO_OK)
-        return rc;
-    if (mpk_reader_left(&r) != 0) {
-        json_decref(*out);
-        return PROTO_MALFORMED;
-    }
-    return PROTO_OK;
-}
-
-static int
-s_dump_append(const char *buffer, size_t size, void *data)
-{
-    return proto_buf_append((proto_buf_t *)data, buffer, size);
-}
-
-/* Dumps j to out; all or nothing. */
-static proto_rc_t
-s_json_dump(const json_t *j, proto_buf_t *out)
-{
-    size_t mark = out->len;
-
-    if (json_dump_callback(j, s_dump_append, out, JSON_ENCODE_FLAGS) < 0) {
-        out->len = mark;
-        return PROTO_NOMEM;
-    }
-    return PROTO_OK;
-}
-
-proto_rc_t
-proto_mpk_to_json(proto_span_t mpk, proto_buf_t *out)
-{
-    json_t *j;
-    proto_rc_t rc = s_mpk_span_to_json(mpk, &j);
-
-    if (rc != PROTO_OK)
-        return rc;
-    rc = s_json_dump(j, out);
-    json_decref(j);
-    return rc;
-}
-
-/* ---- JSON -> msgpack ---- */
-
-/* True if j nests at most depth containers deep (a scalar is depth 0). */
-static bool
-s_json_depth_ok(const json_t *j, unsigned depth)
-{
-    const char *k;
-    json_t *v;
-    size_t i;
-
-    if (json_is_array(j)) {
-        if (depth == 0)
-            return false;
-        json_array_foreach(j, i, v)
-        {
-            if (!s_json_depth_ok(v, depth - 1))
-                return false;
-        }
-    } else if (json_is_object(j)) {
-        if (depth == 0)
-            return false;
-        json_object_foreach((json_t *)j, k, v)
-        {
-            if (!s_json_depth_ok(v, depth - 1))
-                return false;
-        }
-    }
-    return true;
-}
-
-/* Appends j as msgpack; the caller has checked the depth. */
-static proto_rc_t
-s_json_to_mpk(const json_t *j, proto_buf_t *out)
-{
-    const char *k;
-    size_t klen, i;
-    json_t *v;
-    proto_rc_t rc;
-    int e = 0;
-
-    switch (json_typeof(j)) {
-    case JSON_NULL:
-        e = mpk_write_nil(out);
-        break;
-    case JSON_TRUE:
-        e = mpk_write_bool(out, true);
-        break;
-    case JSON_FALSE:
-        e = mpk_write_bool(out, false);
-        break;
-    case JSON_INTEGER: {
-        json_int_t n = json_integer_value(j);
-        e = n >= 0 ? mpk_write_uint(out, (uint64_t)n) : mpk_write_int(out, n);
-        break;
-    }
-    case JSON_REAL:
-        e = mpk_write_double(out, json_real_value(j));
-        break;
-    case JSON_STRING:
-        e = mpk_write_str(out, json_string_value(j), json_string_length(j));
-        break;
-    case JSON_ARRAY:
-        if (json_array_size(j) > UINT32_MAX || mpk_write_array(out, json_array_size(j)) < 0)
-            return PROTO_NOMEM;
-        json_array_foreach(j, i, v)
-        {
-            rc = s_json_to_mpk(v, out);
-            if (rc != PROTO_OK)
-                return rc;
-        }
-        break;
-    case JSON_OBJECT:
-        if (json_object_size(j) > UINT32_MAX || mpk_write_map(out, json_object_size(j)) < 0)
-            return PROTO_NOMEM;
-        /* jansson keeps insertion order, so keys come out as the client
-         * wrote them */
-        json_object_keylen_foreach((json_t *)j, k, klen, v)
-        {
-            if (mpk_write_str(out, k, klen) < 0)
-                return PROTO_NOMEM;
-            rc = s_json_to_mpk(v, out);
-            if (rc != PROTO_OK)
-                return rc;
-        }
-        break;
-    }
-    return e < 0 ? PROTO_NOMEM : PROTO_OK;
-}
-
-proto_rc_t
-proto_json_to_mpk(const uint8_t *json, size_t len, proto_buf_t *out)
-{
-    json_error_t jerr;
-    json_t *root;
-    size_t mark = out->len;
-    proto_rc_t rc;
-
-    root = json_loadb((const char *)json, len, JSON_DECODE_FLAGS, &jerr);
-    if (!root)
-        return PROTO_MALFORMED;
-    if (!s_json_depth_ok(root, MPK_MAX_DEPTH)) {
-        rc = PROTO_TOO_BIG;
-        goto out_decref;
-    }
-    rc = s_json_to_mpk(root, out);
-    if (rc != PROTO_OK)
-        out->len = mark;
-out_decref:
-    json_decref(root);
-    return rc;
 }
 
 /* ---- decoding ---- */
@@ -560,108 +294,138 @@ s_check_fields(const s_fields_t *f, proto_envelope_t *env, const char **err)
     return s_check_op_fields(f, env, err);
 }
 
-static void
-s_json_field(json_t *root, const char *name, s_field_t *f)
-{
-    json_t *j = json_object_get(root, name);
+/* The root members a JSON envelope may have; J_DATA is transcoded to
+ * msgpack, the others are collected as they are. */
+enum {
+    J_V,
+    J_OP,
+    J_ID,
+    J_SVC,
+    J_KEY,
+    J_CHANNEL,
+    J_TOKEN,
+    J_EPOCH,
+    J_OFFSET,
+    J_LIMIT,
+    J_PRESENCE,
+    J_DATA,
+    J__COUNT
+};
 
-    if (!j) {
+static const char *const s_json_names[J__COUNT] = {
+    [J_V] = "v",
+    [J_OP] = "op",
+    [J_ID] = "id",
+    [J_SVC] = "svc",
+    [J_KEY] = "key",
+    [J_CHANNEL] = "channel",
+    [J_TOKEN] = "token",
+    [J_EPOCH] = "epoch",
+    [J_OFFSET] = "offset",
+    [J_LIMIT] = "limit",
+    [J_PRESENCE] = "presence",
+    [J_DATA] = "data",
+};
+
+/* Spans point into scratch, which no longer moves once the parse is done. */
+static void
+s_json_field(const proto_json_field_t *j, const proto_buf_t *scratch, s_field_t *f)
+{
+    memset(f, 0, sizeof *f);
+    switch (j->kind) {
+    case PROTO_JSON_ABSENT:
         f->kind = F_ABSENT;
-    } else if (json_is_integer(j) && json_integer_value(j) >= 0) {
+        break;
+    case PROTO_JSON_UINT:
         f->kind = F_UINT;
-        f->u = (uint64_t)json_integer_value(j);
-    } else if (json_is_string(j)) {
+        f->u = j->u;
+        break;
+    case PROTO_JSON_STR:
         f->kind = F_STR;
-        f->s = proto_span(json_string_value(j), json_string_length(j));
-    } else if (json_is_boolean(j)) {
+        f->s = proto_span(j->inl ? j->buf : proto_buf_payload(scratch) + j->off, j->len);
+        break;
+    case PROTO_JSON_BOOL:
         f->kind = F_BOOL;
-        f->u = json_is_true(j);
-    } else {
+        f->u = j->u;
+        break;
+    default:
         f->kind = F_OTHER;
+        break;
     }
 }
 
+/*
+ * One pass over the text (protocol/json.c): the known fields' strings are
+ * unescaped into scratch and `data` is transcoded to msgpack there, so no
+ * DOM is built and every span lands in scratch. The checks and their order
+ * are the jansson path's: any invalid JSON first, then a root that is not
+ * an object, then nesting too deep (the root object is one level; each
+ * field may nest MPK_MAX_DEPTH more, as in the msgpack decoder), then the
+ * fields.
+ */
 static proto_rc_t
 s_decode_json(const uint8_t *in, size_t len, proto_buf_t *scratch, proto_envelope_t *env,
               const char **err)
 {
+    proto_json_field_t jf[J__COUNT];
     s_fields_t f;
-    json_error_t jerr;
-    json_t *root, *data;
-    size_t data_off;
+    size_t data_off, data_len;
     proto_rc_t rc;
 
-    root = json_loadb((const char *)in, len, JSON_DECODE_FLAGS, &jerr);
-    if (!root) {
+    /* op and id are used (id copied) before decode returns: keep them out
+     * of scratch, which holds only what env points to */
+    proto_json_rc_t jrc =
+        proto_json_decode_root(in, len, s_json_names, J__COUNT, J_DATA, 1u << J_OP | 1u << J_ID,
+                               MPK_MAX_DEPTH + 1, jf, scratch);
+
+    switch (jrc) {
+    case PROTO_JSON_OK:
+    case PROTO_JSON_TOO_DEEP:
+        break;
+    case PROTO_JSON_NOT_OBJECT:
+        *err = "envelope must be an object";
+        return PROTO_MALFORMED;
+    case PROTO_JSON_NOMEM:
+        *err = "out of memory";
+        return PROTO_NOMEM;
+    default:
         *err = "invalid JSON";
         return PROTO_MALFORMED;
     }
-    if (!json_is_object(root)) {
-        *err = "envelope must be an object";
-        rc = PROTO_MALFORMED;
-        goto out_decref;
+    if (jf[J_DATA].kind == PROTO_JSON_ABSENT) {
+        data_off = scratch->len;
+        if (mpk_write_nil(scratch) < 0) {
+            *err = "out of memory";
+            return PROTO_NOMEM;
+        }
+    } else {
+        data_off = jf[J_DATA].off;
     }
-    s_json_field(root, "v", &f.v);
-    s_json_field(root, "op", &f.op);
-    s_json_field(root, "id", &f.id);
-    s_json_field(root, "svc", &f.svc);
-    s_json_field(root, "key", &f.key);
-    s_json_field(root, "channel", &f.channel);
-    s_json_field(root, "token", &f.token);
-    s_json_field(root, "epoch", &f.epoch);
-    s_json_field(root, "offset", &f.offset);
-    s_json_field(root, "limit", &f.limit);
-    s_json_field(root, "presence", &f.presence);
-    data = json_object_get(root, "data");
+    data_len = jf[J_DATA].kind == PROTO_JSON_ABSENT ? 1 : jf[J_DATA].len;
 
-    /* The root object is one level; each field may nest MPK_MAX_DEPTH more,
-     * as in the msgpack decoder. */
-    if (!s_json_depth_ok(root, MPK_MAX_DEPTH + 1)) {
+    s_json_field(&jf[J_V], scratch, &f.v);
+    s_json_field(&jf[J_OP], scratch, &f.op);
+    s_json_field(&jf[J_ID], scratch, &f.id);
+    s_json_field(&jf[J_SVC], scratch, &f.svc);
+    s_json_field(&jf[J_KEY], scratch, &f.key);
+    s_json_field(&jf[J_CHANNEL], scratch, &f.channel);
+    s_json_field(&jf[J_TOKEN], scratch, &f.token);
+    s_json_field(&jf[J_EPOCH], scratch, &f.epoch);
+    s_json_field(&jf[J_OFFSET], scratch, &f.offset);
+    s_json_field(&jf[J_LIMIT], scratch, &f.limit);
+    s_json_field(&jf[J_PRESENCE], scratch, &f.presence);
+
+    if (jrc == PROTO_JSON_TOO_DEEP) {
         s_take_id(&f.id, &env->id);
         *err = "nesting too deep";
-        rc = PROTO_TOO_BIG;
-        goto out_decref;
+        return PROTO_TOO_BIG;
     }
     rc = s_check_fields(&f, env, err);
     if (rc != PROTO_OK)
-        goto out_decref;
-
-    /* The strings and data must outlive root: copy them into scratch.
-     * scratch may move while we append, so keep offsets and make spans at
-     * the end. */
-    {
-        proto_span_t *strs[S_N_STRS] = {&env->svc, &env->key, &env->channel, &env->token,
-                                        &env->epoch};
-        size_t offs[S_N_STRS];
-
-        for (size_t i = 0; i < S_N_STRS; i++) {
-            offs[i] = scratch->len;
-            if (proto_buf_append(scratch, strs[i]->ptr, strs[i]->len) < 0)
-                goto out_nomem;
-        }
-        data_off = scratch->len;
-        if (data) {
-            rc = s_json_to_mpk(data, scratch);
-            if (rc != PROTO_OK)
-                goto out_nomem;
-        } else if (mpk_write_nil(scratch) < 0) {
-            goto out_nomem;
-        }
-        /* data wrote at least one byte, so payload is not NULL here */
-        for (size_t i = 0; i < S_N_STRS; i++)
-            *strs[i] = proto_span(proto_buf_payload(scratch) + offs[i], strs[i]->len);
-        env->data = proto_span(proto_buf_payload(scratch) + data_off, scratch->len - data_off);
-    }
-    rc = PROTO_OK;
-    goto out_decref;
-
-out_nomem:
-    env->svc = env->key = env->data = env->channel = env->token = env->epoch = proto_span(NULL, 0);
-    *err = "out of memory";
-    rc = PROTO_NOMEM;
-out_decref:
-    json_decref(root);
-    return rc;
+        return rc;
+    /* data wrote at least one byte, so payload is not NULL here */
+    env->data = proto_span(proto_buf_payload(scratch) + data_off, data_len);
+    return PROTO_OK;
 }
 
 /* Reads one whole value (validated, depth-limited), returning its first
@@ -838,60 +602,75 @@ s_str_ok(proto_span_t s)
     return proto_utf8_valid(s.ptr, s.len);
 }
 
-/* Sets obj[key] = v, taking v; -1 when out of memory (v is released). */
+/*
+ * JSON frames are written straight to out, no DOM: the members in the
+ * order jansson printed them (insertion order), compact, strings escaped
+ * by proto_json_put_str() and `data` converted by proto_json_put_mpk().
+ */
+
 static int
-s_jset(json_t *obj, const char *key, json_t *v)
+s_jlit(proto_buf_t *out, const char *s)
 {
-    return v ? json_object_set_new_nocheck(obj, key, v) : -1;
+    return proto_buf_append(out, s, strlen(s));
 }
 
-/* Builds {"v":1,"op":op} with the id when there is one. */
-static json_t *
-s_json_head(const char *op, const proto_id_t *id)
+/* {"v":1,"op":"OP" and ,"id":ID when there is one */
+static int
+s_jhead(proto_buf_t *out, const char *op, const proto_id_t *id)
 {
-    json_t *o = json_object();
-
-    if (!o)
-        return NULL;
-    if (s_jset(o, "v", json_integer(PROTO_VERSION)) < 0 || s_jset(o, "op", json_string(op)) < 0)
-        goto out_decref;
-    if (id && id->kind == PROTO_ID_UINT && s_jset(o, "id", json_integer((json_int_t)id->u)) < 0)
-        goto out_decref;
-    if (id && id->kind == PROTO_ID_STR && s_jset(o, "id", json_stringn_nocheck(id->s, id->len)) < 0)
-        goto out_decref;
-    return o;
-
-out_decref:
-    json_decref(o);
-    return NULL;
+    if (s_jlit(out, "{\"v\":") < 0 || proto_json_put_uint(out, PROTO_VERSION) < 0 ||
+        s_jlit(out, ",\"op\":") < 0 || proto_json_put_str(out, (const uint8_t *)op, strlen(op)) < 0)
+        return -1;
+    if (id && id->kind == PROTO_ID_UINT)
+        return s_jlit(out, ",\"id\":") < 0 ? -1 : proto_json_put_uint(out, id->u);
+    if (id && id->kind == PROTO_ID_STR)
+        return s_jlit(out, ",\"id\":") < 0
+                   ? -1
+                   : proto_json_put_str(out, (const uint8_t *)id->s, id->len);
+    return 0;
 }
 
-/* Dumps {"v":1,"op":op,["id":id,]name:value...} where value is an already
- * converted JSON value (taken) */
+/* ,"NAME":"S" (name needs no escaping) */
+static int
+s_jstr_member(proto_buf_t *out, const char *name, proto_span_t s)
+{
+    if (proto_buf_append(out, ",\"", 2) < 0 || s_jlit(out, name) < 0 ||
+        proto_buf_append(out, "\":", 2) < 0)
+        return -1;
+    return proto_json_put_str(out, s.ptr, s.len);
+}
+
+/* ,"data":DATA} ending a frame begun at mark; all or nothing. */
 static proto_rc_t
-s_json_frame(const char *op, const proto_id_t *id, const char *svc_name, proto_span_t svc,
-             json_t *data, proto_buf_t *out)
+s_jdata_end(proto_buf_t *out, size_t mark, proto_span_t data)
 {
-    json_t *o = s_json_head(op, id);
     proto_rc_t rc = PROTO_NOMEM;
 
-    if (!o)
-        goto out_data;
-    if (svc_name && s_jset(o, svc_name, json_stringn_nocheck((const char *)svc.ptr, svc.len)) < 0)
-        goto out_obj;
-    if (s_jset(o, "data", data) < 0) {
-        data = NULL;
-        goto out_obj;
+    if (s_jlit(out, ",\"data\":") < 0)
+        goto out_reset;
+    rc = proto_json_put_mpk(out, data, MPK_MAX_DEPTH);
+    if (rc != PROTO_OK)
+        goto out_reset;
+    if (proto_buf_append(out, "}", 1) < 0) {
+        rc = PROTO_NOMEM;
+        goto out_reset;
     }
-    rc = s_json_dump(o, out);
-    json_decref(o);
-    return rc;
+    return PROTO_OK;
 
-out_obj:
-    json_decref(o);
-out_data:
-    json_decref(data);
+out_reset:
+    out->len = mark;
     return rc;
+}
+
+/* } ending a frame begun at mark, or out of memory (w < 0): all or nothing. */
+static proto_rc_t
+s_jend(proto_buf_t *out, size_t mark, int w)
+{
+    if (w < 0 || proto_buf_append(out, "}", 1) < 0) {
+        out->len = mark;
+        return PROTO_NOMEM;
+    }
+    return PROTO_OK;
 }
 
 /* Appends the msgpack {"v":1,"op":op,["id":id]} head of a map of
@@ -919,17 +698,17 @@ proto_envelope_encode_res(proto_enc_t enc, const proto_id_t *id, proto_span_t da
                           proto_buf_t *out)
 {
     size_t mark = out->len;
-    json_t *jdata;
     proto_rc_t rc;
 
     data = s_data_or_nil(data);
     if (!s_id_ok(id))
         return PROTO_MALFORMED;
     if (enc == PROTO_ENC_JSON) {
-        rc = s_mpk_span_to_json(data, &jdata);
-        if (rc != PROTO_OK)
-            return rc;
-        return s_json_frame("res", id, NULL, proto_span(NULL, 0), jdata, out);
+        if (s_jhead(out, "res", id) < 0) {
+            out->len = mark;
+            return PROTO_NOMEM;
+        }
+        return s_jdata_end(out, mark, data);
     }
     rc = mpk_validate(data.ptr, data.len, MPK_MAX_DEPTH);
     if (rc != PROTO_OK)
@@ -947,24 +726,15 @@ proto_envelope_encode_err(proto_enc_t enc, const proto_id_t *id, proto_span_t co
                           proto_span_t msg, proto_buf_t *out)
 {
     size_t mark = out->len;
-    json_t *o;
-    proto_rc_t rc;
 
     if (!s_id_ok(id) || !proto_code_valid(code) || !s_str_ok(msg))
         return PROTO_MALFORMED;
-    if (enc == PROTO_ENC_JSON) {
-        o = s_json_head("err", id);
-        if (!o)
-            return PROTO_NOMEM;
-        if (s_jset(o, "code", json_stringn_nocheck((const char *)code.ptr, code.len)) < 0 ||
-            s_jset(o, "msg", json_stringn_nocheck((const char *)msg.ptr, msg.len)) < 0) {
-            json_decref(o);
-            return PROTO_NOMEM;
-        }
-        rc = s_json_dump(o, out);
-        json_decref(o);
-        return rc;
-    }
+    if (enc == PROTO_ENC_JSON)
+        return s_jend(out, mark,
+                      (s_jhead(out, "err", id) < 0 || s_jstr_member(out, "code", code) < 0 ||
+                       s_jstr_member(out, "msg", msg) < 0)
+                          ? -1
+                          : 0);
     if (s_mpk_head(out, "err", id, 2) < 0 || mpk_write_cstr(out, "code") < 0 ||
         mpk_write_str(out, code.ptr, code.len) < 0 || mpk_write_cstr(out, "msg") < 0 ||
         mpk_write_str(out, msg.ptr, msg.len) < 0) {
@@ -978,17 +748,17 @@ proto_rc_t
 proto_envelope_encode_push(proto_enc_t enc, proto_span_t svc, proto_span_t data, proto_buf_t *out)
 {
     size_t mark = out->len;
-    json_t *jdata;
     proto_rc_t rc;
 
     data = s_data_or_nil(data);
     if (!proto_svc_valid(svc))
         return PROTO_MALFORMED;
     if (enc == PROTO_ENC_JSON) {
-        rc = s_mpk_span_to_json(data, &jdata);
-        if (rc != PROTO_OK)
-            return rc;
-        return s_json_frame("push", NULL, "svc", svc, jdata, out);
+        if (s_jhead(out, "push", NULL) < 0 || s_jstr_member(out, "svc", svc) < 0) {
+            out->len = mark;
+            return PROTO_NOMEM;
+        }
+        return s_jdata_end(out, mark, data);
     }
     rc = mpk_validate(data.ptr, data.len, MPK_MAX_DEPTH);
     if (rc != PROTO_OK)
@@ -1019,43 +789,25 @@ proto_channel_valid(proto_span_t s, size_t max)
     return true;
 }
 
-static json_t *
-s_jstr(proto_span_t s)
-{
-    return json_stringn_nocheck((const char *)s.ptr, s.len);
-}
-
 proto_rc_t
 proto_envelope_encode_msg(proto_enc_t enc, proto_span_t channel, proto_span_t epoch,
                           uint64_t offset, proto_span_t user, proto_span_t data, proto_buf_t *out)
 {
     size_t mark = out->len;
-    json_t *o, *jdata;
     proto_rc_t rc;
 
     data = s_data_or_nil(data);
     if (!s_str_ok(channel) || !s_str_ok(epoch) || !s_str_ok(user) || offset > (uint64_t)INT64_MAX)
         return PROTO_MALFORMED;
     if (enc == PROTO_ENC_JSON) {
-        rc = s_mpk_span_to_json(data, &jdata);
-        if (rc != PROTO_OK)
-            return rc;
-        o = s_json_head("msg", NULL);
-        if (!o || s_jset(o, "channel", s_jstr(channel)) < 0 ||
-            s_jset(o, "epoch", s_jstr(epoch)) < 0 ||
-            s_jset(o, "offset", json_integer((json_int_t)offset)) < 0 ||
-            (user.len && s_jset(o, "user", s_jstr(user)) < 0)) {
-            json_decref(o);
-            json_decref(jdata);
+        if (s_jhead(out, "msg", NULL) < 0 || s_jstr_member(out, "channel", channel) < 0 ||
+            s_jstr_member(out, "epoch", epoch) < 0 || s_jlit(out, ",\"offset\":") < 0 ||
+            proto_json_put_uint(out, offset) < 0 ||
+            (user.len && s_jstr_member(out, "user", user) < 0)) {
+            out->len = mark;
             return PROTO_NOMEM;
         }
-        if (s_jset(o, "data", jdata) < 0) {
-            json_decref(o);
-            return PROTO_NOMEM;
-        }
-        rc = s_json_dump(o, out);
-        json_decref(o);
-        return rc;
+        return s_jdata_end(out, mark, data);
     }
     rc = mpk_validate(data.ptr, data.len, MPK_MAX_DEPTH);
     if (rc != PROTO_OK)
@@ -1079,22 +831,15 @@ proto_envelope_encode_presence(proto_enc_t enc, bool join, proto_span_t channel,
 {
     const char *op = join ? "join" : "leave";
     size_t mark = out->len;
-    json_t *o;
-    proto_rc_t rc;
 
     if (!s_str_ok(channel) || !s_str_ok(user))
         return PROTO_MALFORMED;
-    if (enc == PROTO_ENC_JSON) {
-        o = s_json_head(op, NULL);
-        if (!o || s_jset(o, "channel", s_jstr(channel)) < 0 ||
-            s_jset(o, "user", s_jstr(user)) < 0) {
-            json_decref(o);
-            return PROTO_NOMEM;
-        }
-        rc = s_json_dump(o, out);
-        json_decref(o);
-        return rc;
-    }
+    if (enc == PROTO_ENC_JSON)
+        return s_jend(out, mark,
+                      (s_jhead(out, op, NULL) < 0 || s_jstr_member(out, "channel", channel) < 0 ||
+                       s_jstr_member(out, "user", user) < 0)
+                          ? -1
+                          : 0);
     if (s_mpk_head(out, op, NULL, 2) < 0 || mpk_write_cstr(out, "channel") < 0 ||
         mpk_write_str(out, channel.ptr, channel.len) < 0 || mpk_write_cstr(out, "user") < 0 ||
         mpk_write_str(out, user.ptr, user.len) < 0) {

@@ -153,8 +153,11 @@ bool proto_code_valid(proto_span_t s);
 /* True if p[0..len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool proto_utf8_valid(const uint8_t *p, size_t len);
 
-/* JSON text <-> one msgpack value, for the codecs above and for tools.
- * proto_json_to_mpk appends to out; proto_mpk_to_json appends JSON text. */
+/* JSON text <-> one msgpack value, for the codecs above and for tools
+ * (streamed by protocol/json.c). proto_json_to_mpk appends to out:
+ * PROTO_MALFORMED for invalid JSON, PROTO_TOO_BIG past MPK_MAX_DEPTH levels
+ * (out unchanged on failure); proto_mpk_to_json appends JSON text, failing
+ * as the encoders above do. */
 proto_rc_t proto_json_to_mpk(const uint8_t *json, size_t len, proto_buf_t *out);
 proto_rc_t proto_mpk_to_json(proto_span_t mpk, proto_buf_t *out);
 
