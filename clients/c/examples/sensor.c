@@ -197,7 +197,8 @@ s_usage(void)
             "  --ca-file F        wss: CA bundle (PEM) to verify the gateway with\n"
             "  --insecure         wss: accept any certificate (tests only)\n"
             "  --linger-ms N      after the last reading, wait up to N ms for answers (10000)\n"
-            "  --backoff-ms B,M   reconnect delay bounds: first, largest (500,30000)\n");
+            "  --backoff-ms B,M   reconnect delay bounds: first, largest (500,30000)\n"
+            "  --max-message N    largest message accepted from the gateway (1048576)\n");
 }
 
 int
@@ -214,6 +215,7 @@ main(int argc, char **argv)
                                          {"insecure", no_argument, NULL, 'k'},
                                          {"linger-ms", required_argument, NULL, 'l'},
                                          {"backoff-ms", required_argument, NULL, 'b'},
+                                         {"max-message", required_argument, NULL, 'm'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     wsc_config_t cfg;
@@ -263,6 +265,9 @@ main(int argc, char **argv)
             break;
         case 'l':
             linger_ms = strtol(optarg, NULL, 10);
+            break;
+        case 'm':
+            cfg.max_message = strtoul(optarg, NULL, 10);
             break;
         case 'b':
             if (sscanf(optarg, "%u,%u", &cfg.backoff_base_ms, &cfg.backoff_max_ms) != 2) {
