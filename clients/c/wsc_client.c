@@ -239,6 +239,15 @@ s_id(wsc_client_t *c)
     return ++c->next_id;
 }
 
+/* Asks for a writeable callback if something may be written now. */
+static void
+s_want_write(wsc_client_t *c)
+{
+    if (wsc_queue_count(c->ctrl) ||
+        (c->phase == P_READY && wsc_queue_count(c->queue) && c->ninflight < c->cfg.max_inflight))
+        wsc_link_want_write(c->link);
+}
+
 /* Moves the frame built in c->out into a queue. */
 static int
 s_enqueue(wsc_client_t *c, wsc_queue_t *q, bool binary, uint64_t id)
@@ -256,8 +265,7 @@ s_enqueue(wsc_client_t *c, wsc_queue_t *q, bool binary, uint64_t id)
             s_reply_err(c, old->id, "dropped", "dropped from the full outgoing queue");
         wsc_msg_destroy(&old);
     }
-    if (c->phase == P_READY || q == c->ctrl)
-        wsc_link_want_write(c->link);
+    s_want_write(c);
     return 0;
 }
 
@@ -274,8 +282,7 @@ s_ready(wsc_client_t *c)
     c->failures = 0;
     c->st.connects++;
     s_set_state(c, WSC_STATE_CONNECTED, 0, NULL);
-    if (wsc_queue_count(c->queue))
-        wsc_link_want_write(c->link);
+    s_want_write(c);
 }
 
 static int
@@ -548,6 +555,8 @@ s_on_message(void *u, const uint8_t *p, size_t len, bool binary)
         } else if (s_inflight_take(c, f.id)) {
             wsc_reply_t r = {.id = f.id, .ok = f.op == WSC_OP_RES};
 
+            s_want_write(c); /* a slot in flight is free */
+
             if (r.ok) {
                 r.data = f.data.len ? f.data.ptr : NULL;
                 r.len = f.data.len;
@@ -599,7 +608,9 @@ s_on_writeable(void *u)
     wsc_queue_t *from = c->ctrl;
     wsc_msg_t *m = wsc_queue_pop(from);
 
-    if (!m && c->phase == P_READY)
+    /* at most max_inflight unanswered requests: more would be answered
+     * `overloaded` by the gateway (--max-inflight); they wait here */
+    if (!m && c->phase == P_READY && c->ninflight < c->cfg.max_inflight)
         m = wsc_queue_pop(from = c->queue);
     if (!m)
         return 0;
@@ -615,8 +626,7 @@ s_on_writeable(void *u)
     }
     c->st.sent++;
     wsc_msg_destroy(&m);
-    if (wsc_queue_count(c->ctrl) || (c->phase == P_READY && wsc_queue_count(c->queue)))
-        wsc_link_want_write(c->link);
+    s_want_write(c);
     return 0;
 }
 
@@ -682,6 +692,8 @@ wsc_client_new(const wsc_config_t *cfg)
         c->cfg.backoff_max_ms = 30000;
     if (c->cfg.backoff_max_ms < c->cfg.backoff_base_ms)
         c->cfg.backoff_max_ms = c->cfg.backoff_base_ms;
+    if (!c->cfg.max_inflight)
+        c->cfg.max_inflight = 64;
     if (!c->cfg.connect_timeout_ms)
         c->cfg.connect_timeout_ms = 10000;
     c->rnd = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid() ^ (uintptr_t)c;

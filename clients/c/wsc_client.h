@@ -119,6 +119,9 @@ typedef struct {
     uint32_t backoff_base_ms;    /* first reconnect delay bound (default 500) */
     uint32_t backoff_max_ms;     /* largest (default 30000) */
     uint32_t connect_timeout_ms; /* TCP + TLS + upgrade (default 10000) */
+    uint32_t max_inflight;       /* requests and publications sent and not yet answered
+                                    (default 64, the gateway's --max-inflight); more
+                                    wait in the queue */
     wsc_token_fn *token;
     wsc_state_fn *on_state;
     wsc_reply_fn *on_reply;
@@ -133,7 +136,8 @@ typedef struct {
  */
 wsc_client_t *wsc_client_new(const wsc_config_t *cfg);
 /* Closes the connection (1000), frees everything; queued messages are
- * lost. Accepts NULL; sets *self_p to NULL. */
+ * lost and no callback is called any more. Accepts NULL; sets *self_p to
+ * NULL. */
 void wsc_client_destroy(wsc_client_t **self_p);
 
 /*

@@ -2,8 +2,8 @@
  * wsc_link.c - the client's websocket connection over libwebsockets.
  *
  * lws 4.1 ignores lws_service()'s timeout (its scheduler sleeps until the
- * next event it knows of), so a bounded wait is a scheduled no-op timer
- * (sul) at the bound: the poll then returns by then at the latest.
+ * next event it knows of), so a bounded wait is a scheduled timer (sul)
+ * at the bound: the poll then returns by then at the latest (s_wake).
  */
 #include "wsc_link.h"
 
@@ -297,17 +297,28 @@ wsc_link_close(wsc_link_t *self, int code, const char *reason)
         lws_set_timeout(self->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
 
+/*
+ * The wake timer. lws checks its timers right before it polls, runs those
+ * that are due and then sleeps until the next one; when ours was the only
+ * one and fell due in between (we were descheduled past the bound on a
+ * busy machine), lws would sleep for its default of days. So the timer
+ * re-arms itself 1 ms out whenever it fires: the poll that follows is
+ * short, and the next wsc_link_service() moves it back to its bound.
+ */
 static void
 s_wake(lws_sorted_usec_list_t *sul)
 {
-    (void)sul; /* only ends the poll */
+    wsc_link_t *l = lws_container_of(sul, wsc_link_t, wake);
+
+    if (!l->destroying)
+        lws_sul_schedule(l->ctx, 0, &l->wake, s_wake, LWS_US_PER_MS);
 }
 
 int
 wsc_link_service(wsc_link_t *self, int timeout_ms)
 {
-    if (timeout_ms < 0)
-        timeout_ms = 0;
+    if (timeout_ms <= 0) /* lws: a negative timeout polls without waiting */
+        return lws_service(self->ctx, -1) < 0 ? -1 : 0;
     lws_sul_schedule(self->ctx, 0, &self->wake, s_wake, (lws_usec_t)timeout_ms * LWS_US_PER_MS);
     return lws_service(self->ctx, 0) < 0 ? -1 : 0;
 }

@@ -282,10 +282,10 @@ class CClientTest(GatewayTestCase):
             self.assertNotIn(seq, got)
         lost = [q for q in readings if q not in got and q not in dropped]
         disconnected = count(ev, "error", code="disconnected")
-        self.assertLessEqual(len(lost), disconnected + 1, (lost, disconnected))
+        self.assertLessEqual(len(lost), disconnected + 2, (lost, disconnected))
         after = [q for q in readings if q > offline[-1]]
-        self.assertTrue(after)
-        for seq in after[:-1]:  # the last may have been cut by SIGINT
+        self.assertGreaterEqual(len(after), 5)
+        for seq in after[:-2]:  # the last ones may have been cut by SIGINT
             self.assertIn(seq, got)
 
     def start_gateway_again(self):

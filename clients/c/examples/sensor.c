@@ -228,7 +228,8 @@ main(int argc, char **argv)
     double rate = 1.0;
     unsigned long long count = 0, seq = 0;
     long linger_ms = 10000;
-    int64_t next, done_at = 0;
+    double next;
+    int64_t done_at = 0;
     int opt;
     bool raw;
 
@@ -311,11 +312,11 @@ main(int argc, char **argv)
     signal(SIGTERM, s_on_signal);
     signal(SIGPIPE, SIG_IGN);
     proto_buf_init(&b, 0);
-    next = s_now_ms();
+    next = (double)s_now_ms();
     while (!s_stop) {
         int64_t now = s_now_ms(), wait;
 
-        if ((!count || seq < count) && now >= next) {
+        if ((!count || seq < count) && (double)now >= next) {
             uint64_t id = 0;
             int rc;
 
@@ -328,9 +329,9 @@ main(int argc, char **argv)
                      : wsc_publish(c, telemetry, proto_buf_payload(&b), b.len, &id);
             printf("reading seq=%llu id=%llu state=%s%s\n", seq, (unsigned long long)id,
                    wsc_state_name(wsc_state(c)), rc ? " refused" : "");
-            next += (int64_t)(1000.0 / rate);
-            if (next < now - 1000) /* asleep for long (SIGSTOP): no burst to catch up */
-                next = now;
+            next += 1000.0 / rate;
+            if (next < (double)(now - 1000)) /* asleep for long (SIGSTOP): no burst */
+                next = (double)now;
             if (count && seq == count)
                 done_at = now + linger_ms;
         }
@@ -343,7 +344,7 @@ main(int argc, char **argv)
                 now >= done_at)
                 break;
         }
-        wait = (!count || seq < count) ? next - now : 50;
+        wait = (!count || seq < count) ? (int64_t)next - now : 50;
         if (wait > 100)
             wait = 100;
         if (wait < 0)
