@@ -9,8 +9,9 @@ while offline up to its queue bound, the oldest dropped and reported;
 auth with a token (auth = required), a refresh from the token file
 before expiry, a refused token (4003); a raw endpoint round trip; wss://
 through a TLS-terminating proxy, with the certificate verified against a
-CA file (and refused without it); and a fake gateway sending malformed
-and oversized frames, which are counted and harm nothing."""
+CA file (and refused without it); requests answered and matched by id;
+and a fake gateway sending malformed and oversized frames, which are
+counted and harm nothing, and a push, which is delivered."""
 
 import asyncio
 import datetime
@@ -381,6 +382,20 @@ class CClientTest(GatewayTestCase):
         self.assertEqual(json.loads(raws[0]["data"])["device"], "d4")
         self.assertEqual(stats(ev)["received"], 5)
 
+    async def test_requests_get_their_own_replies(self):
+        self.start_plain()
+        s = self.sensor("--url", self.cluster.url(), "--device", "d9", "--rate", "50",
+                        "--count", "20", "--request", "echo")
+        self.assertEqual(await s.wait_exit(), 0, s.proc.tail())
+        ev = s.events()
+        id_seq = {kv["id"]: int(kv["seq"]) for k, kv in ev if k == "reading"}
+        replies = [kv for k, kv in ev if k == "reply"]
+        self.assertEqual(len(replies), 20, s.proc.tail())
+        for r in replies:  # each reply matched to its request by id
+            self.assertEqual(json.loads(r["data"])["seq"], id_seq[r["id"]])
+        self.assertEqual(stats(ev)["acked"], 20)
+        self.assertEqual(await self.history("telemetry:d9"), [])  # nothing published
+
     # ------------------------------------------------------------------
 
     def make_cert(self):
@@ -506,6 +521,7 @@ class CClientTest(GatewayTestCase):
                                                "pubs": []}}))
                     for b in bad:
                         await ws.send(b)
+                    await ws.send(pk({"v": 1, "op": "push", "svc": "chat", "data": {"hi": 1}}))
                     await ws.send(pk({"v": 1, "op": "msg", "channel": "cmd:d8", "epoch": "e",
                                       "offset": 1, "data": {"cmd": "still-alive"}}))
                 elif m.get("op") == "pub":
@@ -526,6 +542,8 @@ class CClientTest(GatewayTestCase):
         ev = s.events()
         cmds = [kv for k, kv in ev if k == "command"]
         self.assertEqual([json.loads(c["data"]) for c in cmds], [{"cmd": "still-alive"}])
+        pushes = [kv for k, kv in ev if k == "push"]
+        self.assertEqual([(p["svc"], json.loads(p["data"])) for p in pushes], [("chat", {"hi": 1})])
         self.assertEqual(stats(ev)["bad_frames"], len(bad), s.proc.tail())
         self.assertEqual(connected_count(ev), 1)
         self.assertEqual(count(ev, "state", disconnected=""), 0, s.proc.tail())

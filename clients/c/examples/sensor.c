@@ -28,6 +28,7 @@
 #include <time.h>
 
 typedef struct {
+    const char *request; /* --request SVC: readings are requests to SVC */
     const char *token;
     const char *token_file;
     char token_buf[PROTO_TOKEN_MAX + 1];
@@ -116,6 +117,11 @@ s_on_reply(wsc_client_t *c, const wsc_reply_t *r, void *user)
     (void)c;
     if (r->ok) {
         s->acked++;
+        if (s->request) {
+            printf("reply id=%llu data=", (unsigned long long)r->id);
+            s_print_data(r->data, r->len);
+            putchar('\n');
+        }
         return;
     }
     s->errors++;
@@ -198,7 +204,9 @@ s_usage(void)
             "  --insecure         wss: accept any certificate (tests only)\n"
             "  --linger-ms N      after the last reading, wait up to N ms for answers (10000)\n"
             "  --backoff-ms B,M   reconnect delay bounds: first, largest (500,30000)\n"
-            "  --max-message N    largest message accepted from the gateway (1048576)\n");
+            "  --max-message N    largest message accepted from the gateway (1048576)\n"
+            "  --request SVC      send each reading as a request to SVC, key ID, and print\n"
+            "                     the replies (instead of publishing on telemetry:ID)\n");
 }
 
 int
@@ -216,6 +224,7 @@ main(int argc, char **argv)
                                          {"linger-ms", required_argument, NULL, 'l'},
                                          {"backoff-ms", required_argument, NULL, 'b'},
                                          {"max-message", required_argument, NULL, 'm'},
+                                         {"request", required_argument, NULL, 'R'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     wsc_config_t cfg;
@@ -266,6 +275,9 @@ main(int argc, char **argv)
             break;
         case 'l':
             linger_ms = strtol(optarg, NULL, 10);
+            break;
+        case 'R':
+            s.request = optarg;
             break;
         case 'm':
             cfg.max_message = strtoul(optarg, NULL, 10);
@@ -325,8 +337,12 @@ main(int argc, char **argv)
                 fprintf(stderr, "wsgate-sensor: out of memory\n");
                 break;
             }
-            rc = raw ? wsc_send_raw(c, proto_buf_payload(&b), b.len, true)
-                     : wsc_publish(c, telemetry, proto_buf_payload(&b), b.len, &id);
+            if (raw)
+                rc = wsc_send_raw(c, proto_buf_payload(&b), b.len, true);
+            else if (s.request) /* the actor of this device in service s.request */
+                rc = wsc_request(c, s.request, device, proto_buf_payload(&b), b.len, &id);
+            else
+                rc = wsc_publish(c, telemetry, proto_buf_payload(&b), b.len, &id);
             printf("reading seq=%llu id=%llu state=%s%s\n", seq, (unsigned long long)id,
                    wsc_state_name(wsc_state(c)), rc ? " refused" : "");
             next += 1000.0 / rate;
