@@ -1448,29 +1448,43 @@ out:
     return status;
 }
 
-static void
-s_on_http_pub(gw_t *gw, gw_req_t *r, const proto_bk_t *hdr, proto_span_t payload)
+/*
+ * Relays a service's answer to the HTTP request that asked (POST /publish,
+ * POST /dev/token): its reply as JSON with 200, or its error as JSON with
+ * 403 (forbidden), 400 (bad_request) or 502. Returns the status sent.
+ */
+static unsigned
+s_http_relay(gw_t *gw, uint64_t session, const proto_bk_t *hdr, proto_span_t payload)
 {
     proto_buf_t j;
+    unsigned status = 200;
 
     if (hdr->type == PROTO_BK_ERROR) {
         char code[PROTO_CODE_MAX + 1], text[PROTO_BK_TEXT_MAX + 1];
 
         snprintf(code, sizeof(code), "%.*s", (int)hdr->code.len, (const char *)hdr->code.ptr);
         snprintf(text, sizeof(text), "%.*s", (int)hdr->text.len, (const char *)hdr->text.ptr);
-        gw->m.http_publish[3]++;
-        s_http_answer_err(gw, r->conn, s_span_is(hdr->code, "forbidden") ? 403 : 502, code, text);
-        return;
+        status = s_span_is(hdr->code, "forbidden")     ? 403
+                 : s_span_is(hdr->code, "bad_request") ? 400
+                                                       : 502;
+        s_http_answer_err(gw, session, status, code, text);
+        return status;
     }
     proto_buf_init(&j, 0);
     if (proto_mpk_to_json(payload, &j) == PROTO_OK) {
-        gw->m.http_publish[0]++;
-        gw_ws_http_answer(gw->ws, r->conn, 200, proto_buf_payload(&j), j.len);
+        gw_ws_http_answer(gw->ws, session, 200, proto_buf_payload(&j), j.len);
     } else {
-        gw->m.http_publish[3]++;
-        s_http_answer_err(gw, r->conn, 502, "internal", "the channel's answer is not JSON");
+        status = 502;
+        s_http_answer_err(gw, session, 502, "internal", "the service's answer is not JSON");
     }
     proto_buf_fini(&j);
+    return status;
+}
+
+static void
+s_on_http_pub(gw_t *gw, gw_req_t *r, const proto_bk_t *hdr, proto_span_t payload)
+{
+    gw->m.http_publish[s_http_relay(gw, r->conn, hdr, payload) == 200 ? 0 : 3]++;
 }
 
 /* --- the development token issuer: POST /dev/token ------------------------ */
@@ -1522,27 +1536,9 @@ out:
 static void
 s_on_http_dev(gw_t *gw, gw_req_t *r, const proto_bk_t *hdr, proto_span_t payload)
 {
-    proto_buf_t j;
+    unsigned status = s_http_relay(gw, r->conn, hdr, payload);
 
-    if (hdr->type == PROTO_BK_ERROR) {
-        char code[PROTO_CODE_MAX + 1], text[PROTO_BK_TEXT_MAX + 1];
-        bool bad = s_span_is(hdr->code, "bad_request");
-
-        snprintf(code, sizeof(code), "%.*s", (int)hdr->code.len, (const char *)hdr->code.ptr);
-        snprintf(text, sizeof(text), "%.*s", (int)hdr->text.len, (const char *)hdr->text.ptr);
-        gw->m.dev_tokens[bad ? 1 : 2]++;
-        s_http_answer_err(gw, r->conn, bad ? 400 : 502, code, text);
-        return;
-    }
-    proto_buf_init(&j, 0);
-    if (proto_mpk_to_json(payload, &j) == PROTO_OK) {
-        gw->m.dev_tokens[0]++;
-        gw_ws_http_answer(gw->ws, r->conn, 200, proto_buf_payload(&j), j.len);
-    } else {
-        gw->m.dev_tokens[2]++;
-        s_http_answer_err(gw, r->conn, 502, "internal", "the service's answer is not JSON");
-    }
-    proto_buf_fini(&j);
+    gw->m.dev_tokens[status == 200 ? 0 : status == 400 ? 1 : 2]++;
 }
 
 static void

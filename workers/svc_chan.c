@@ -932,25 +932,36 @@ s_sub_drop_quiet(chan_t *ch, chan_sub_t *s)
         (void)s_user_release(ch, u);
 }
 
-/* "drop": this channel's actor now lives elsewhere (a worker joined or
- * left); the gateway that sent it gave its subscribers to the new one.
- * Forget them all, quietly. The conns are collected first: removal
- * shifts entries of the open-addressed table. */
-static int
-s_op_drop(wk_actor_t *a, chan_t *ch, const wk_msg_t *m)
+/* Drops every subscriber of gateway `origin` whose conn is below `below`:
+ * quietly (they moved), or announcing LEAVEs (they are gone). The conns
+ * are collected first: removal shifts entries of the open-addressed
+ * table. Without memory for the list nothing is dropped. */
+static void
+s_drop_origin(wk_actor_t *a, chan_t *ch, uint32_t origin, uint64_t below, bool quiet)
 {
     size_t n = 0;
     uint64_t *conns = ch->n_subs ? malloc(ch->n_subs * sizeof *conns) : NULL;
 
     for (size_t i = 0; conns && i < ch->subs_cap; i++)
-        if (ch->subs[i].used && ch->subs[i].origin == m->origin)
+        if (ch->subs[i].used && ch->subs[i].origin == origin && ch->subs[i].conn < below)
             conns[n++] = ch->subs[i].conn;
     for (size_t i = 0; i < n; i++) {
-        chan_sub_t *s = s_sub_find(ch, m->origin, conns[i]);
-        if (s)
+        chan_sub_t *s = s_sub_find(ch, origin, conns[i]);
+        if (s && quiet)
             s_sub_drop_quiet(ch, s);
+        else if (s)
+            s_sub_drop(a, ch, s);
     }
     free(conns);
+}
+
+/* "drop": this channel's actor now lives elsewhere (a worker joined or
+ * left); the gateway that sent it gave its subscribers to the new one.
+ * Forget them all, quietly. */
+static int
+s_op_drop(wk_actor_t *a, chan_t *ch, const wk_msg_t *m)
+{
+    s_drop_origin(a, ch, m->origin, UINT64_MAX, true);
     if (m->rid == 0)
         return 0;
     static const uint8_t nil = 0xc0;
@@ -1128,35 +1139,18 @@ s_dispatch(wk_actor_t *a, chan_t *ch, const wk_msg_t *m)
     return s_error(a, m, "bad_request", "unknown op");
 }
 
-/* A gateway restarted or left: its connections below m->conn are gone
- * without a "leave" each. They leave now, with LEAVE events as if they
- * had closed: for the users still here, presence must stop counting the
- * dead connections, or the channel would stay pinned for ever. */
-static void
-s_conns_gone(wk_actor_t *a, chan_t *ch, const wk_msg_t *m)
-{
-    size_t n = 0;
-    uint64_t *conns = ch->n_subs ? malloc(ch->n_subs * sizeof *conns) : NULL;
-
-    for (size_t i = 0; conns && i < ch->subs_cap; i++)
-        if (ch->subs[i].used && ch->subs[i].origin == m->origin && ch->subs[i].conn < m->conn)
-            conns[n++] = ch->subs[i].conn;
-    for (size_t i = 0; i < n; i++) {
-        chan_sub_t *s = s_sub_find(ch, m->origin, conns[i]);
-        if (s)
-            s_sub_drop(a, ch, s);
-    }
-    free(conns);
-}
-
 static int
 chan_handle(wk_actor_t *a, void *state, const wk_msg_t *m)
 {
     chan_t *ch = state;
     int rc = 0;
 
+    /* A gateway restarted or left: its connections below m->conn are gone
+     * without a "leave" each. They leave now, with LEAVE events as if
+     * they had closed: for the users still here, presence must stop
+     * counting them, or the channel would stay pinned for ever. */
     if (m->kind == WK_MSG_CONNS_GONE)
-        s_conns_gone(a, ch, m);
+        s_drop_origin(a, ch, m->origin, m->conn, false);
     else if (m->kind == WK_MSG_REQ)
         rc = s_dispatch(a, ch, m);
     /* other kinds: the gateway says "leave" when a connection closes */
