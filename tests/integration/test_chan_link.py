@@ -100,6 +100,15 @@ class ChanLinkTest(unittest.TestCase):
         self.worker = harness.Proc("worker", argv, log)
         for g in self.gw:
             g.wait_hello()
+        # The worker broadcasts PUBs only to gateways whose WELCOME it has
+        # read. One answered request per link, sent after the WELCOME on the
+        # same (ordered) link, proves that it has: without it, a JOIN could
+        # be broadcast while gateway b's WELCOME still sat unread (a race
+        # seen under a parallel ctest).
+        for i, g in enumerate(self.gw):
+            g.req(1 + i, 1, "lobby", {"op": "presence", "channel": "lobby", "info": None})
+            hdr, _ = g.recv()
+            self.assertIn(hdr[1], (REPLY, ERROR), hdr)
 
     def tearDown(self):
         if self.worker.alive():
