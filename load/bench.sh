@@ -505,6 +505,12 @@ run_suite() {
         --rate "$f_rate" --window 64 --duration "$f_dur" --drain "$f_drain" "${AUTH[@]}" --grant-all
     run_load fanout_burst "${PID[solo]}" fanout --target "$S" --conns "$f_subs" --procs "$f_procs" \
         --burst "$bursts" --rx-timestamps "${AUTH[@]}" --grant-all
+    # the same over the N gateways sharing the port: the kernel splits the
+    # subscribers, each gateway writes its share (one per core)
+    run_load fanout_shared_rate "$gw0" fanout --target "$G" --conns "$f_subs" --procs "$f_procs" \
+        --rate "$f_rate" --window 64 --duration "$f_dur" --drain "$f_drain" "${AUTH[@]}" --grant-all
+    run_load fanout_shared_burst "$gw0" fanout --target "$G" --conns "$f_subs" --procs "$f_procs" \
+        --burst "$bursts" --rx-timestamps "${AUTH[@]}" --grant-all
     sample final
 }
 

@@ -236,27 +236,36 @@ def suite_figures(meta, F):
               "p50 %.2f ms, p99.9 %.2f ms, max %.1f ms; achieved %.0f rt/s" %
               (lat["p50"] / 1e3, lat["p99_9"] / 1e3, lat["max"] / 1e3,
                r["requests"]["round_trips_per_s"]), name)
-    r = rep(meta, "fanout_rate")
-    if r:
-        fo = r["fanout"]
-        F.add("fanout_rate", "fan-out deliveries/s, one gateway, %d subscribers (offered %.0f/s)"
-              % (fo["subscribers"], r["config"]["rate"] * fo["subscribers"]),
-              fo["deliveries_per_s"], "deliveries/s", 300000, ">=",
-              "delivery p50 %.0f ms, p99 %.0f ms" % (r["delivery_us"]["p50"] / 1e3,
-                                                     r["delivery_us"]["p99"] / 1e3),
-              "fanout_rate")
-    r = rep(meta, "fanout_burst")
-    if r:
-        fo = r["fanout"]
-        full = [b["full_delivery_us"] for b in fo["bursts"] if b["full_delivery_us"] is not None]
-        first = [b["first_delivery_us"] for b in fo["bursts"] if b["first_delivery_us"] is not None]
-        if full:
-            F.add("fanout_burst", "one publication to %d subscribers fully delivered (median of %d)"
-                  % (fo["subscribers"], len(full)), statistics.median(full) / 1e3, "ms", 30.0, "<=",
-                  "min %.1f, max %.1f ms; first subscriber median %.1f ms (kernel receive time)"
-                  % (min(full) / 1e3, max(full) / 1e3, statistics.median(first) / 1e3 if first
-                     else float("nan")), "fanout_burst")
-
+    ngw = meta["env"].get("gateways", 1)
+    # the targets are for one gateway process; the shared-port runs show
+    # what spreading the subscribers over the N gateways gives
+    for rate, burst, where, target in (
+            ("fanout_rate", "fanout_burst", "one gateway", True),
+            ("fanout_shared_rate", "fanout_shared_burst", "%d gateways on one port" % ngw, False)):
+        r = rep(meta, rate)
+        if r:
+            fo = r["fanout"]
+            F.add(rate, "fan-out deliveries/s, %s, %d subscribers (offered %.0f/s)"
+                  % (where, fo["subscribers"], r["config"]["rate"] * fo["subscribers"]),
+                  fo["deliveries_per_s"], "deliveries/s", 300000 if target else None,
+                  ">=" if target else None,
+                  "delivery p50 %.0f ms, p99 %.0f ms" % (r["delivery_us"]["p50"] / 1e3,
+                                                         r["delivery_us"]["p99"] / 1e3), rate)
+        r = rep(meta, burst)
+        if r:
+            fo = r["fanout"]
+            full = [b["full_delivery_us"] for b in fo["bursts"]
+                    if b["full_delivery_us"] is not None]
+            first = [b["first_delivery_us"] for b in fo["bursts"]
+                     if b["first_delivery_us"] is not None]
+            if full:
+                F.add(burst, "one publication to %d subscribers fully delivered, %s (median of %d)"
+                      % (fo["subscribers"], where, len(full)), statistics.median(full) / 1e3,
+                      "ms", 30.0 if target else None, "<=" if target else None,
+                      "min %.1f, max %.1f ms; first subscriber median %.1f ms (kernel receive "
+                      "time)" % (min(full) / 1e3, max(full) / 1e3,
+                                 statistics.median(first) / 1e3 if first else float("nan")),
+                      burst)
 
 def held_figures(meta, F):
     r = rep(meta, "held")
@@ -362,7 +371,10 @@ def plots(out, meta, mode):
         a1.set_ylabel("ms")
         nines(a1)
         a1.legend(fontsize=6)
-        for name, label in (("fanout_rate", "publish phase"), ("fanout_burst", "bursts")):
+        for name, label in (("fanout_rate", "publish phase, one gateway"),
+                            ("fanout_burst", "bursts, one gateway"),
+                            ("fanout_shared_rate", "publish phase, gateways on one port"),
+                            ("fanout_shared_burst", "bursts, gateways on one port")):
             r = rep(meta, name)
             if r and r.get("delivery_us"):
                 curve(a2, r["delivery_us"], "%s, %d subscribers" % (label,
