@@ -21,139 +21,7 @@
 
 /* --- recorded outputs -------------------------------------------------- */
 
-typedef enum { OUT_REPLY, OUT_ERROR, OUT_PUB, OUT_OTHER } out_kind_t;
-
-typedef struct {
-    out_kind_t kind;
-    uint32_t origin;
-    uint64_t rid;
-    uint8_t *data; /* reply data or PUB payload (owned) */
-    size_t len;
-    char code[64];
-    char msg[PROTO_BK_TEXT_MAX + 1];
-    char channel[PROTO_BK_CHANNEL_MAX + 1];
-    char epoch[PROTO_BK_EPOCH_MAX + 1];
-    char user[PROTO_BK_USER_MAX + 1];
-    uint32_t pub_kind;
-    uint64_t offset;
-} out_rec_t;
-
-static struct {
-    out_rec_t *v;
-    size_t n;
-    size_t cap;
-} g_out;
-
-static out_rec_t *
-s_rec(out_kind_t kind, uint32_t origin)
-{
-    if (g_out.n == g_out.cap) {
-        g_out.cap = g_out.cap ? g_out.cap * 2 : 64;
-        g_out.v = realloc(g_out.v, g_out.cap * sizeof *g_out.v);
-        assert_non_null(g_out.v);
-    }
-    out_rec_t *r = &g_out.v[g_out.n++];
-    memset(r, 0, sizeof *r);
-    r->kind = kind;
-    r->origin = origin;
-    return r;
-}
-
-static void
-s_copy_str(char *dst, size_t cap, proto_span_t s)
-{
-    assert_true(s.len < cap);
-    if (s.len)
-        memcpy(dst, s.ptr, s.len);
-    dst[s.len] = '\0';
-}
-
-static void
-s_copy_data(out_rec_t *r, const void *p, size_t len)
-{
-    r->data = malloc(len ? len : 1);
-    assert_non_null(r->data);
-    if (len)
-        memcpy(r->data, p, len);
-    r->len = len;
-}
-
-static int
-s_out_reply(void *ctx, uint32_t origin, uint64_t rid, const void *data, size_t len)
-{
-    (void)ctx;
-    out_rec_t *r = s_rec(OUT_REPLY, origin);
-    r->rid = rid;
-    s_copy_data(r, data, len);
-    return 0;
-}
-
-static int
-s_out_error(void *ctx, uint32_t origin, uint64_t rid, proto_span_t code, proto_span_t msg)
-{
-    (void)ctx;
-    out_rec_t *r = s_rec(OUT_ERROR, origin);
-    r->rid = rid;
-    s_copy_str(r->code, sizeof r->code, code);
-    s_copy_str(r->msg, sizeof r->msg, msg);
-    return 0;
-}
-
-static int
-s_out_send(void *ctx, uint32_t origin, const uint64_t *conns, size_t n, uint32_t flags,
-           proto_span_t svc, const void *payload, size_t len)
-{
-    (void)ctx, (void)conns, (void)n, (void)flags, (void)svc, (void)payload, (void)len;
-    s_rec(OUT_OTHER, origin);
-    return 0;
-}
-
-static int
-s_out_close(void *ctx, uint32_t origin, uint64_t conn, uint32_t code, proto_span_t reason)
-{
-    (void)ctx, (void)conn, (void)code, (void)reason;
-    s_rec(OUT_OTHER, origin);
-    return 0;
-}
-
-/* One record per broadcast: the runtime hands a PUB to its output once,
- * and link.c sends it on every gateway (tests/integration/test_chan_link.py
- * checks that part). So "one record per publication, whatever the
- * subscribers" is the O(1) fan-out property. */
-static int
-s_out_pub(void *ctx, proto_span_t channel, uint32_t kind, uint64_t offset, proto_span_t epoch,
-          proto_span_t user, const void *payload, size_t len)
-{
-    (void)ctx;
-    out_rec_t *r = s_rec(OUT_PUB, UINT32_MAX);
-    s_copy_str(r->channel, sizeof r->channel, channel);
-    s_copy_str(r->epoch, sizeof r->epoch, epoch);
-    s_copy_str(r->user, sizeof r->user, user);
-    r->pub_kind = kind;
-    r->offset = offset;
-    s_copy_data(r, payload, len);
-    return 0;
-}
-
-static int
-s_out_publish(void *ctx, uint32_t origin, uint64_t ref, proto_span_t channel, const void *data,
-              size_t len)
-{
-    (void)ctx, (void)ref, (void)channel, (void)data, (void)len;
-    s_rec(OUT_OTHER, origin);
-    return 0;
-}
-
-static const wk_out_t s_out = {s_out_reply, s_out_error, s_out_send,
-                               s_out_close, s_out_pub,   s_out_publish};
-
-static void
-s_out_clear(void)
-{
-    for (size_t i = 0; i < g_out.n; i++)
-        free(g_out.v[i].data);
-    g_out.n = 0;
-}
+#include "recout.h"
 
 /* The one reply or error for rid (fails if there is not exactly one). */
 static const out_rec_t *
@@ -189,14 +57,7 @@ s_expect_error(uint64_t rid, const char *code)
     assert_string_equal(r->code, code);
 }
 
-static size_t
-s_count(out_kind_t kind)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < g_out.n; i++)
-        n += g_out.v[i].kind == kind;
-    return n;
-}
+#define s_count s_out_count
 
 /* The i-th PUB record (fails if there are not that many). */
 static const out_rec_t *

@@ -20,87 +20,7 @@ static t_fx_t g_fx;
 
 /* --- recorded outputs -------------------------------------------------- */
 
-typedef struct {
-    bool is_error;
-    uint64_t rid;
-    uint8_t *data; /* reply (owned) */
-    size_t len;
-    char code[64];
-    char msg[PROTO_BK_TEXT_MAX + 1];
-} out_rec_t;
-
-static struct {
-    out_rec_t v[64];
-    size_t n;
-    size_t other; /* sends and closes: auth makes none */
-} g_out;
-
-static void
-s_copy_str(char *dst, size_t cap, proto_span_t s)
-{
-    assert_true(s.len < cap);
-    if (s.len)
-        memcpy(dst, s.ptr, s.len);
-    dst[s.len] = '\0';
-}
-
-static int
-s_out_reply(void *ctx, uint32_t origin, uint64_t rid, const void *data, size_t len)
-{
-    (void)ctx;
-    (void)origin;
-    assert_true(g_out.n < 64);
-    out_rec_t *r = &g_out.v[g_out.n++];
-    memset(r, 0, sizeof *r);
-    r->rid = rid;
-    r->data = malloc(len ? len : 1);
-    assert_non_null(r->data);
-    memcpy(r->data, data, len);
-    r->len = len;
-    return 0;
-}
-
-static int
-s_out_error(void *ctx, uint32_t origin, uint64_t rid, proto_span_t code, proto_span_t msg)
-{
-    (void)ctx;
-    (void)origin;
-    assert_true(g_out.n < 64);
-    out_rec_t *r = &g_out.v[g_out.n++];
-    memset(r, 0, sizeof *r);
-    r->is_error = true;
-    r->rid = rid;
-    s_copy_str(r->code, sizeof r->code, code);
-    s_copy_str(r->msg, sizeof r->msg, msg);
-    return 0;
-}
-
-static int
-s_out_send(void *ctx, uint32_t origin, const uint64_t *conns, size_t n, uint32_t flags,
-           proto_span_t svc, const void *payload, size_t len)
-{
-    (void)ctx, (void)origin, (void)conns, (void)n, (void)flags, (void)svc, (void)payload, (void)len;
-    g_out.other++;
-    return 0;
-}
-
-static int
-s_out_close(void *ctx, uint32_t origin, uint64_t conn, uint32_t code, proto_span_t reason)
-{
-    (void)ctx, (void)origin, (void)conn, (void)code, (void)reason;
-    g_out.other++;
-    return 0;
-}
-
-static const wk_out_t s_out = {s_out_reply, s_out_error, s_out_send, s_out_close, NULL, NULL};
-
-static void
-s_out_clear(void)
-{
-    for (size_t i = 0; i < g_out.n; i++)
-        free(g_out.v[i].data);
-    memset(&g_out, 0, sizeof g_out);
-}
+#include "recout.h"
 
 /* --- setup ------------------------------------------------------------- */
 
@@ -147,6 +67,8 @@ s_teardown(void **st)
     wk_runtime_destroy(&rt);
     wk_svc_auth_unconfigure();
     s_out_clear();
+    free(g_out.v);
+    memset(&g_out, 0, sizeof g_out);
     return 0;
 }
 
@@ -222,7 +144,7 @@ s_auth(wk_runtime_t *rt, uint64_t rid, const char *tok)
     assert_int_equal(s_deliver(rt, rid, PROTO_BK_F_GW, buf, n), 0);
     s_run(rt);
     const out_rec_t *r = s_out_for(rid);
-    return r->is_error ? r->code : NULL;
+    return r->kind == OUT_ERROR ? r->code : NULL;
 }
 
 /* --- reply decoding ---------------------------------------------------- */
@@ -265,7 +187,7 @@ s_decode_reply(const out_rec_t *rec, reply_t *out)
     proto_span_t k;
     bool seen_user = false, seen_exp = false, seen_info = false;
 
-    assert_false(rec->is_error);
+    assert_int_not_equal(rec->kind, OUT_ERROR);
     memset(out, 0, sizeof *out);
     assert_int_equal(mpk_validate(rec->data, rec->len, MPK_MAX_DEPTH), PROTO_OK);
     mpk_reader_init(&r, rec->data, rec->len);
@@ -346,7 +268,7 @@ test_reply(void **st)
     s_decode_reply(s_out_for(3), &rep);
     assert_string_equal(rep.user, "bob");
     free(tok);
-    assert_int_equal(g_out.other, 0);
+    assert_int_equal(s_out_count(OUT_SEND) + s_out_count(OUT_CLOSE), 0);
 }
 
 static void
@@ -364,7 +286,7 @@ test_forbidden_without_gw_flag(void **st)
     s_run(rt);
     for (uint64_t rid = 1; rid <= 3; rid++) {
         const out_rec_t *r = s_out_for(rid);
-        assert_true(r->is_error);
+        assert_int_equal(r->kind, OUT_ERROR);
         assert_string_equal(r->code, "forbidden");
         assert_null(strstr(r->msg, "mallory"));
     }
@@ -437,7 +359,7 @@ test_errors_without_token_text(void **st)
      * not the subject. */
     for (size_t i = 0; i < g_out.n; i++) {
         const out_rec_t *r = &g_out.v[i];
-        assert_true(r->is_error);
+        assert_int_equal(r->kind, OUT_ERROR);
         assert_true(r->msg[0] != '\0');
         for (size_t j = 0; j < n_cases; j++) {
             const char *t = cases[j].tok;
