@@ -19,19 +19,25 @@
 #define GW_MAX_SERVICES 256
 #define GW_PUMP_BUDGET 4096                      /* messages per pump before letting lws run */
 #define GW_ZAP_ENDPOINT "inproc://zeromq.zap.01" /* where libzmq asks */
+#define GW_MON_ENDPOINT "inproc://wsgate.backend.monitor" /* the ROUTER's handshake events */
 
 /*
  * The ZAP handler: libzmq asks it, over inproc, whether a CURVE client's
  * public key may connect. It runs on its own thread with its own poll loop
  * so the gateway's edge-triggered ZMQ_FD handling stays as it is, and it
  * touches nothing but its REP socket, its private copy of the allow-list
- * and the atomic counter. It stops when the context is shut down (ETERM).
+ * and the atomic counters. It stops when the context is shut down (ETERM).
+ * It also reads the ROUTER's monitor: a peer whose handshake fails before
+ * ZAP is asked (a worker without CURVE keys: mechanism mismatch; bytes
+ * that are not ZMTP) is counted there.
  */
 typedef struct {
     void *rep;
+    void *mon;                           /* PAIR on GW_MON_ENDPOINT */
     char (*keys)[PROTO_Z85_KEY_LEN + 1]; /* owned, read-only once started */
     size_t n_keys;
     atomic_uint_fast64_t refused;
+    atomic_uint_fast64_t handshake_failed;
     pthread_t thread;
     bool started;
 } gw_zap_t;
@@ -565,6 +571,44 @@ s_zap_allowed(const gw_zap_t *z, const char *z85)
     return false;
 }
 
+/* One monitor event: [u16 event, u32 value][endpoint]. A failed
+ * handshake is counted and logged (rate-limited with the ZAP lines). */
+static void
+s_mon_read(gw_zap_t *z, time_t *window, unsigned *logged)
+{
+    zmq_msg_t ev, addr;
+    uint16_t event = 0;
+    uint32_t value = 0;
+
+    zmq_msg_init(&ev);
+    zmq_msg_init(&addr);
+    if (zmq_msg_recv(&ev, z->mon, ZMQ_DONTWAIT) >= 0 && zmq_msg_size(&ev) >= 6) {
+        memcpy(&event, zmq_msg_data(&ev), 2);
+        memcpy(&value, (uint8_t *)zmq_msg_data(&ev) + 2, 4);
+    }
+    if (zmq_msg_more(&ev))
+        zmq_msg_recv(&addr, z->mon, ZMQ_DONTWAIT);
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+        event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+        time_t now = time(NULL);
+
+        atomic_fetch_add(&z->handshake_failed, 1);
+        if (now != *window) {
+            *window = now;
+            *logged = 0;
+        }
+        if ((*logged)++ < 5)
+            gw_log(GW_LOG_WARN, "backend: a peer failed the handshake (%s 0x%x)%s",
+                   event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail",
+                   (unsigned)value,
+                   value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                       ? ": a worker without CURVE keys?"
+                       : "");
+    }
+    zmq_msg_close(&ev);
+    zmq_msg_close(&addr);
+}
+
 /* ZAP (RFC 27): request = version, request id, domain, address, identity,
  * mechanism, credentials...; reply = version, request id, status code,
  * status text, user id, metadata. */
@@ -580,7 +624,20 @@ s_zap_main(void *arg)
         char z85[PROTO_Z85_KEY_LEN + 1] = "";
         const char *code = "400", *text = "not allowed";
         bool ok = false;
-        int n = s_zap_recv(z->rep, parts, 8), i;
+        int n, i;
+        zmq_pollitem_t items[2] = {{.socket = z->rep, .events = ZMQ_POLLIN},
+                                   {.socket = z->mon, .events = ZMQ_POLLIN}};
+
+        if (zmq_poll(items, z->mon ? 2 : 1, -1) < 0) {
+            if (zmq_errno() == ETERM)
+                break;
+            continue;
+        }
+        if (z->mon && (items[1].revents & ZMQ_POLLIN))
+            s_mon_read(z, &window, &logged);
+        if (!(items[0].revents & ZMQ_POLLIN))
+            continue;
+        n = s_zap_recv(z->rep, parts, 8);
 
         if (n < 0) {
             for (i = 0; i < -1 - n; i++)
@@ -624,6 +681,9 @@ s_zap_main(void *arg)
     }
     zmq_close(z->rep);
     z->rep = NULL;
+    if (z->mon)
+        zmq_close(z->mon);
+    z->mon = NULL;
     return NULL;
 }
 
@@ -669,7 +729,18 @@ s_curve_setup(gw_backend_t *b, const gw_config_t *cfg)
         return -1;
     }
     memset(secret, 0, sizeof(secret));
-    /* The thread gets the socket: pthread_create is the full barrier
+    /* Handshake failures never reach ZAP: the monitor reports them. Best
+     * effort: without it only those go uncounted. */
+    if (zmq_socket_monitor(b->sock, GW_MON_ENDPOINT,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        z->mon = zmq_socket(b->zctx, ZMQ_PAIR);
+        if (z->mon && zmq_connect(z->mon, GW_MON_ENDPOINT) < 0) {
+            zmq_close(z->mon);
+            z->mon = NULL;
+        }
+    }
+    /* The thread gets the sockets: pthread_create is the full barrier
      * ZeroMQ asks for when a socket changes threads. */
     if (pthread_create(&z->thread, NULL, s_zap_main, z) != 0) {
         fprintf(stderr, "wsgate: cannot start the ZAP thread\n");
@@ -690,6 +761,8 @@ s_ctx_close(gw_backend_t *b)
         pthread_join(b->zap.thread, NULL);
     else if (b->zap.rep)
         zmq_close(b->zap.rep);
+    if (!b->zap.started && b->zap.mon)
+        zmq_close(b->zap.mon);
     zmq_ctx_term(b->zctx);
     free(b->zap.keys);
 }
@@ -911,8 +984,13 @@ gw_backend_render(const gw_backend_t *b, proto_buf_t *out)
                  "# HELP wsgate_backend_auth_refused_total Workers refused by CURVE "
                  "authentication (ZAP).\n"
                  "# TYPE wsgate_backend_auth_refused_total counter\n"
-                 "wsgate_backend_auth_refused_total %llu\n",
-                 (unsigned long long)gw_backend_auth_refused(b));
+                 "wsgate_backend_auth_refused_total %llu\n"
+                 "# HELP wsgate_backend_handshake_failed_total Peers of the backend whose "
+                 "ZMTP handshake failed (with CURVE on: e.g. a worker without keys).\n"
+                 "# TYPE wsgate_backend_handshake_failed_total counter\n"
+                 "wsgate_backend_handshake_failed_total %llu\n",
+                 (unsigned long long)gw_backend_auth_refused(b),
+                 (unsigned long long)atomic_load(&((gw_backend_t *)b)->zap.handshake_failed));
     if (proto_buf_append(out, line, (size_t)n))
         return -1;
     n = snprintf(line, sizeof(line),

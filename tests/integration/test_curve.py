@@ -62,6 +62,7 @@ class CurveTest(GatewayTestCase):
         rep = await c.call("counter", 5, id=2, key="k")
         self.assertEqual(rep.get("data"), 5, rep)
         self.assertEqual(self.metric("wsgate_backend_auth_refused_total"), 0)
+        self.assertEqual(self.metric("wsgate_backend_handshake_failed_total"), 0)
 
     async def test_unlisted_key_refused_and_counted(self):
         self.curve_worker("worker-bad", self.bad_key)
@@ -89,6 +90,13 @@ class CurveTest(GatewayTestCase):
             self.assertEqual(rep.get("code"), "no_service", rep)
             self.assertEqual(self.metric("wsgate_workers"), 0)
             await asyncio.sleep(0.2 * harness.SLOW)
+        # its handshake fails before ZAP is asked (mechanism mismatch):
+        # counted apart, and said in the log
+        await self.wait_metric(lambda m: m.get("wsgate_backend_handshake_failed_total") >= 1,
+                               what="the failed handshake counted")
+        self.assertEqual(self.metric("wsgate_backend_auth_refused_total"), 0)
+        with open(self.cluster.log_path("gateway")) as f:
+            self.assertIn("a worker without CURVE keys?", f.read())
 
     async def test_wrong_server_key_never_connects(self):
         # The worker expects another gateway's key: its handshake fails.
