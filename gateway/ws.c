@@ -640,29 +640,32 @@ s_batch_flush(gw_ws_t *ws)
 
     if (!ws->n_pend)
         return;
-    do
-        rc = io_uring_submit(&ws->ring);
-    while (rc == -EINTR);
     while (done < ws->n_pend) {
-        rc = io_uring_wait_cqe(&ws->ring, &cqe);
-        if (rc == -EINTR)
-            continue;
-        if (rc < 0) {
-            /* cannot happen with the ring set up; do not spin */
+        /* Submits whatever is still queued (a submission may take fewer
+         * than all) and waits for a completion: never a wait on sends
+         * that were not submitted. */
+        rc = io_uring_submit_and_wait(&ws->ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            /* Cannot happen with the ring set up and nothing else in
+             * flight. The frames' references are kept (a send still
+             * queued may read them): a leak, never a use after free. */
             gw_log_limited(GW_LOG_ERR, "io_uring: %s", strerror(-rc));
+            ws->uring = ws->batching = false;
             break;
         }
-        s_pend_t *p = &ws->pend[cqe->user_data];
-        int res = cqe->res;
-        uint8_t *start = gw_msg_payload(p->msg) - (p->len - p->msg->len);
+        while (done < ws->n_pend && io_uring_peek_cqe(&ws->ring, &cqe) == 0) {
+            s_pend_t *p = &ws->pend[cqe->user_data];
+            int res = cqe->res;
+            uint8_t *start = gw_msg_payload(p->msg) - (p->len - p->msg->len);
 
-        io_uring_cqe_seen(&ws->ring, cqe);
-        if (res >= 0 && (uint32_t)res < p->len)
-            (void)lws_write(p->wsi, start + res, p->len - (uint32_t)res, LWS_WRITE_HTTP);
-        else if (res == -EAGAIN)
-            (void)lws_write(p->wsi, start, p->len, LWS_WRITE_HTTP);
-        gw_msg_unref(&p->msg);
-        done++;
+            io_uring_cqe_seen(&ws->ring, cqe);
+            if (res >= 0 && (uint32_t)res < p->len)
+                (void)lws_write(p->wsi, start + res, p->len - (uint32_t)res, LWS_WRITE_HTTP);
+            else if (res == -EAGAIN)
+                (void)lws_write(p->wsi, start, p->len, LWS_WRITE_HTTP);
+            gw_msg_unref(&p->msg);
+            done++;
+        }
     }
     ws->n_pend = 0;
     if (++ws->batch_seq == 0)
