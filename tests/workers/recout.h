@@ -171,6 +171,22 @@ s_out_clear(void)
     g_out.fail = false;
 }
 
+/* The one reply or error for rid (fails if there is not exactly one). */
+static inline const out_rec_t *
+s_out_for(uint64_t rid)
+{
+    const out_rec_t *found = NULL;
+    for (size_t i = 0; i < g_out.n; i++) {
+        if ((g_out.v[i].kind == OUT_REPLY || g_out.v[i].kind == OUT_ERROR) &&
+            g_out.v[i].rid == rid) {
+            assert_null(found);
+            found = &g_out.v[i];
+        }
+    }
+    assert_non_null(found);
+    return found;
+}
+
 /* Records of kind among all recorded. */
 static inline size_t
 s_out_count(out_kind_t kind)

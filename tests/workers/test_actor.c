@@ -55,22 +55,6 @@ s_reply_uint(const out_rec_t *r)
     return it.v.u;
 }
 
-/* The one recorded output for rid (fails if there is not exactly one). */
-static const out_rec_t *
-s_out_for(uint64_t rid)
-{
-    const out_rec_t *found = NULL;
-    for (size_t i = 0; i < g_out.n; i++) {
-        if ((g_out.v[i].kind == OUT_REPLY || g_out.v[i].kind == OUT_ERROR) &&
-            g_out.v[i].rid == rid) {
-            assert_null(found);
-            found = &g_out.v[i];
-        }
-    }
-    assert_non_null(found);
-    return found;
-}
-
 /* --- deliveries -------------------------------------------------------- */
 
 static int

@@ -120,21 +120,6 @@ s_run(wk_runtime_t *rt)
         ;
 }
 
-/* The one output for rid. */
-static const out_rec_t *
-s_out_for(uint64_t rid)
-{
-    const out_rec_t *found = NULL;
-    for (size_t i = 0; i < g_out.n; i++) {
-        if (g_out.v[i].rid == rid) {
-            assert_null(found);
-            found = &g_out.v[i];
-        }
-    }
-    assert_non_null(found);
-    return found;
-}
-
 /* Sends tok with the GW flag; returns the error code, or NULL for a reply. */
 static const char *
 s_auth(wk_runtime_t *rt, uint64_t rid, const char *tok)
