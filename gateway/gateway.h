@@ -85,6 +85,12 @@ enum { GW_KA_NONE = 0, GW_KA_ALIVE, GW_KA_PINGED };
  * A client connection. It lives in lws's per-session storage and is found
  * from the backend only through the id table, never by a kept pointer.
  */
+/* ws.c: which send of the current write batch is a connection's. */
+typedef struct {
+    uint32_t seq; /* the batch; 0 never is one */
+    uint32_t slot;
+} gw_wmark_t;
+
 typedef struct gw_conn {
     uint64_t id;
     void *wsi; /* struct lws *, touched by ws.c only */
@@ -97,11 +103,11 @@ typedef struct gw_conn {
     gw_ident_t *ident;   /* owned; NULL while anonymous */
     char *close_text;    /* owned; reason a worker gave for its CLOSE */
     uint32_t rx_len, rx_cap;
+    gw_wmark_t batch_mark; /* ws.c: our send in the current write batch */
     uint64_t last_rx_ms;
     uint32_t inflight;
-    uint32_t sub_seq;    /* tags subscribe requests */
-    uint32_t auth_gen;   /* bumps at each successful auth: stale expiry timers */
-    uint32_t batch_mark; /* ws.c: the write batch holding a frame of ours */
+    uint32_t sub_seq;  /* tags subscribe requests */
+    uint32_t auth_gen; /* bumps at each successful auth: stale expiry timers */
     uint16_t n_subs;
     uint16_t linger_code; /* close with it once the send queue has gone out */
     uint16_t close_code;  /* non-zero: close with it at the next writeable */
@@ -213,15 +219,16 @@ void gw_ws_request_write(void *wsi);
  * reference to msg; the bytes before the payload are overwritten with the
  * frame header, identical for every connection (servers do not mask).
  */
-int gw_ws_write_now(gw_ws_t *ws, void *wsi, gw_msg_t *msg, uint32_t *mark);
+int gw_ws_write_now(gw_ws_t *ws, void *wsi, gw_msg_t *msg, gw_wmark_t *mark);
 /*
  * Between these two, gw_ws_write_now() does not send: it adds the frame to
  * a batch that gw_ws_batch_end() submits as io_uring sends in one system
  * call (a send() each costs far more on a VM than the kernel's TCP work).
  * Only around code that cannot free an lws connection (the backend pump):
  * a batched frame refers to the connection's socket until the end. *mark
- * is the connection's own field that says it already has a frame in the
- * batch; a second one flushes the batch first, so frames stay in order.
+ * is the connection's own field that says which send of the batch is
+ * its: a later frame joins that send (one sendmsg, in order), so a
+ * connection gets one send per batch however many frames it is due.
  * Without io_uring (setting io-uring false, or a kernel without it) both
  * do nothing and every write is immediate.
  */

@@ -136,6 +136,14 @@ gw_metrics_render_counters(const gw_metrics_t *m, unsigned workers_live, proto_b
                    m->msgs_out);
     rc |= s_metric(out, "wsgate_bytes_out_total", "counter", "Payload bytes written to clients.",
                    m->bytes_out);
+    rc |= s_metric(out, "wsgate_batched_sends_total", "counter",
+                   "io_uring sends of the write batches (io-uring = true).", m->batch_sends);
+    rc |= s_metric(out, "wsgate_coalesced_frames_total", "counter",
+                   "Frames that joined an earlier frame's send to the same client.",
+                   m->batch_coalesced);
+    rc |=
+        s_metric(out, "wsgate_partial_sends_total", "counter",
+                 "Batched sends that found the socket full: lws sends the rest.", m->batch_partial);
     rc |= s_metric(out, "wsgate_requests_total", "counter", "Messages forwarded to workers.",
                    m->requests);
     rc |= s_metric(out, "wsgate_replies_total", "counter", "Worker replies delivered.", m->replies);

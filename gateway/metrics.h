@@ -53,6 +53,9 @@ typedef struct {
     uint64_t http_publish[4]; /* ok, unauthorized, bad_request, failed */
     uint64_t dev_tokens[3];   /* POST /dev/token: ok, bad_request, failed */
     uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+    uint64_t batch_sends;              /* io_uring sends of the write batches */
+    uint64_t batch_coalesced;          /* frames that joined a client's send in a batch */
+    uint64_t batch_partial;            /* batched sends whose rest went to lws */
     uint64_t requests;                 /* forwarded to a worker */
     uint64_t replies;                  /* worker replies delivered to a client */
     uint64_t pushes;                   /* frames pushed by workers (SEND) */

@@ -84,13 +84,16 @@ class SlowReaderTest(GatewayTestCase):
         r = self.raw("/ws", subprotocol=harness.JSON_PROTO, rcvbuf=4096, timeout=5)
         # 300 replies of 40 KB: 12 MB, past the kernel's largest send
         # buffer (4 MB), so writes must go partial while we dawdle
+        # Sent 20 requests (and a ping) to one write, so the worker's
+        # replies come back in bursts: several for this client in one write
+        # batch share one send (a sendmsg), which the full socket cuts
+        # anywhere, even between frames.
         n = 300
-        for i in range(n):
-            data = ("%05d" % i) * 8000  # 40000 bytes, different for each
-            r.send_frame(harness.OP_TEXT, json.dumps({"id": i, "svc": "echo",
-                                                      "data": data}).encode())
-            if i % 20 == 0:
-                r.send_frame(harness.OP_PING, b"p%d" % i)
+        for k in range(0, n, 20):
+            wire = b"".join(r.frame(harness.OP_TEXT, json.dumps(
+                {"id": i, "svc": "echo", "data": ("%05d" % i) * 8000}).encode())
+                for i in range(k, k + 20))  # 40000 bytes of data, different for each
+            r.sock.sendall(wire + r.frame(harness.OP_PING, b"p%d" % k))
 
         def read_all():
             got = []
@@ -108,6 +111,13 @@ class SlowReaderTest(GatewayTestCase):
         for g in got:
             self.assertEqual(g["data"], ("%05d" % g["id"]) * 8000)
         self.assertEqual(self.metric("wsgate_connections"), 1)
+        # the paths this test is for ran: replies that joined an earlier
+        # reply's send (one sendmsg), and sends that found the socket full
+        if self.IO_URING:
+            self.assertGreater(self.metric("wsgate_coalesced_frames_total"), 0)
+            self.assertGreater(self.metric("wsgate_partial_sends_total"), 0)
+        else:
+            self.assertEqual(self.metric("wsgate_batched_sends_total"), 0)
 
 
 class SlowReaderNoUringTest(SlowReaderTest):
