@@ -454,7 +454,7 @@ run_suite() {
     # counts: default | quick
     local storm_n=15000 auth_n=10000 step=2000 nsteps=9 probe=1500 probes=3
     local e_conns=100 e_win=16 e_dur=5 o_dur=5
-    local f_subs=10000 f_procs=2 f_rate=30 f_dur=3 f_drain=30 bursts=10
+    local f_subs=10000 f_procs=2 f_rate=60 f_dur=3 f_drain=30 bursts=10
     if [ "$q" = quick ]; then
         storm_n=400 auth_n=300 step=150 nsteps=3 probe=100 probes=1
         e_conns=10 e_win=4 e_dur=1 o_dur=1
