@@ -137,6 +137,34 @@ class ChannelsTest(GatewayTestCase):
         self.assertEqual(set(per_worker), {"worker-1", "worker-2", "worker-3"}, per_worker)
         self.assertTrue(all(v > 0 for v in per_worker.values()), per_worker)
 
+    async def test_pipelined_publications_share_sends_in_order(self):
+        # Publications that reach a gateway together go out to each
+        # subscriber in one send (frames joined into a sendmsg): they must
+        # arrive whole, once each, in offset order, whatever the encoding.
+        n, subs = 300, []
+        self.start_two(["--max-inflight", str(2 * n)], workers=1)
+        for i in range(20):
+            c = await self.client("s%d" % i, enc="json" if i % 2 else "msgpack")
+            self.assertEqual((await self.op(c, "sub", 1, channel="room:p"))["op"], "res")
+            subs.append(c)
+        pub = await self.client("alice")
+        for k in range(n):  # all out before any answer is read
+            await pub.send({"op": "pub", "id": 10 + k, "channel": "room:p", "data": {"n": k}})
+        offsets = {}
+        while len(offsets) < n:
+            m = await pub.recv(10)
+            if m.get("op") in ("res", "err"):
+                self.assertEqual(m["op"], "res", m)
+                offsets[m["id"] - 10] = m["data"]["offset"]
+        want = [offsets[k] for k in range(n)]
+        self.assertEqual(want, list(range(want[0], want[0] + n)))
+        for s in subs:
+            got = await self.events(s, n, timeout=10)
+            self.assertEqual([g["data"]["n"] for g in got], list(range(n)))
+            self.assertEqual([g["offset"] for g in got], want)
+        self.assertEqual(self.cluster.metric("wsgate_deliveries_total"), 20 * n)
+        self.assertGreater(self.cluster.metric("wsgate_coalesced_frames_total"), 0)
+
     async def test_permissions_come_from_the_token(self):
         self.start_two()
         nobody = await self.client("nobody", sub=(), pub=())
