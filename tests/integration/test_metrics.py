@@ -1,6 +1,7 @@
 """/metrics parses as Prometheus text, and its counters and histograms
 move as traffic is driven (issue 4)."""
 
+import asyncio
 import urllib.error
 import urllib.request
 
@@ -84,6 +85,20 @@ class WorkerMetricsTest(GatewayTestCase):
         self.assertEqual(m.get("wsgate_worker_mailbox_depth"), 0)
         self.assertGreaterEqual(m.get("wsgate_worker_messages_received_total"), 9)
         self.assertEqual(self.get(port, "/other")[0], 404)
+        # every client slot (8) taken by a request that never ends, on an
+        # otherwise idle worker: each is dropped after 2 s, then a scrape
+        # is answered again
+        stalled = []
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /metr")
+            stalled.append(s)
+        await asyncio.sleep(0.3)
+        for s in stalled:
+            s.settimeout(5 * harness.SLOW)
+            self.assertEqual(s.recv(100), b"", "a stalled metrics client was not dropped")
+            s.close()
+        self.assertEqual(self.get(port, "/metrics")[0], 200)
 
 
 class MetricsTest(GatewayTestCase):
