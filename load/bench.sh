@@ -495,6 +495,23 @@ run_suite() {
     run_load open_bare "" echo --target "$B" --path /raw/echo --conns "$e_conns" --window 64 \
         --size 64 --rate $((max_bare / 2)) --duration "$o_dur"
 
+    # The same with one request out per connection, each waiting for its
+    # reply (the words for the closed loop), and the open loop at
+    # half of that: the pipelined maximum above is not one a client that
+    # waits can reach.
+    run_load echo_json_w1 "$gw0" echo --target "$G" --conns "$e_conns" --window 1 \
+        --size 64 --duration "$e_dur" "${AUTH[@]}"
+    run_load echo_bare_w1 "" echo --target "$B" --path /raw/echo --conns "$e_conns" --window 1 \
+        --size 64 --duration "$e_dur"
+    max_json=$(jget "$OUT/raw/echo_json_w1.json" 'int(r["requests"]["round_trips_per_s"])') || max_json=2000
+    max_bare=$(jget "$OUT/raw/echo_bare_w1.json" 'int(r["requests"]["round_trips_per_s"])') || max_bare=2000
+    [ "${max_json:-0}" -ge 100 ] || max_json=2000
+    [ "${max_bare:-0}" -ge 100 ] || max_bare=2000
+    run_load open_json_w1 "$gw0" echo --target "$G" --conns "$e_conns" --window 64 --size 64 \
+        --rate $((max_json / 2)) --duration "$o_dur" "${AUTH[@]}"
+    run_load open_bare_w1 "" echo --target "$B" --path /raw/echo --conns "$e_conns" --window 64 \
+        --size 64 --rate $((max_bare / 2)) --duration "$o_dur"
+
     # one gateway process: handshake rate and RSS against connections held
     steps steps_plain "$step" "$nsteps" probe "$probe" "$probes"
     steps steps_auth "$step" "$nsteps" auth

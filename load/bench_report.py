@@ -226,12 +226,26 @@ def suite_figures(meta, F):
         F.add("echo_bare", "bare lws echo (ceiling), closed loop, raw 64 B", bare, "rt/s",
               note="%d process(es), --reuseport" % meta["env"].get("gateways", 1),
               scenario="echo_bare")
-    for name, label, target in (("open_json", "wsgate JSON", 2.0), ("open_bare", "bare echo", None)):
+    r1, b1 = rep(meta, "echo_json_w1"), rep(meta, "echo_bare_w1")
+    bare1 = b1["requests"]["round_trips_per_s"] if b1 else None
+    if r1:
+        v = r1["requests"]["round_trips_per_s"]
+        F.add("echo_json_w1", "echo through a worker, closed loop, one request out per "
+              "connection, JSON 64 B", v, "rt/s",
+              note="p50 %.2f ms, p99 %.2f ms%s" % (
+                  r1["latency_us"]["p50"] / 1e3, r1["latency_us"]["p99"] / 1e3,
+                  "; bare lws echo %.0f rt/s, ratio %.2f" % (bare1, v / bare1) if bare1 else ""),
+              scenario="echo_json_w1")
+    for name, label, target, what in (
+            ("open_json", "wsgate JSON", 2.0, "the max"),
+            ("open_bare", "bare echo", None, "the max"),
+            ("open_json_w1", "wsgate JSON", 2.0, "the one-out max"),
+            ("open_bare_w1", "bare echo", None, "the one-out max")):
         r = rep(meta, name)
         if not r:
             continue
         lat = r["latency_us"]
-        F.add(name, "open loop at half the max (%s, %.0f req/s): p99" % (label, r["config"]["rate"]),
+        F.add(name, "open loop at half %s (%s, %.0f req/s): p99" % (what, label, r["config"]["rate"]),
               lat["p99"] / 1e3, "ms", target, "<" if target else None,
               "p50 %.2f ms, p99.9 %.2f ms, max %.1f ms; achieved %.0f rt/s" %
               (lat["p50"] / 1e3, lat["p99_9"] / 1e3, lat["max"] / 1e3,
@@ -361,7 +375,11 @@ def plots(out, meta, mode):
                 ("echo_json", "wsgate JSON, closed loop", "-", "tab:blue"),
                 ("echo_bare", "bare echo, closed loop", "-", "tab:orange"),
                 ("open_json", "wsgate JSON, open loop at half max", "--", "tab:blue"),
-                ("open_bare", "bare echo, open loop at half max", "--", "tab:orange")):
+                ("open_bare", "bare echo, open loop at half max", "--", "tab:orange"),
+                ("open_json_w1", "wsgate JSON, open loop at half the one-out max", ":",
+                 "tab:blue"),
+                ("open_bare_w1", "bare echo, open loop at half the one-out max", ":",
+                 "tab:orange")):
             r = rep(meta, name)
             if r:
                 lab = label + (" (%.0f/s)" % r["config"]["rate"] if r["config"]["rate"] else "")

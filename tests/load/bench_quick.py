@@ -25,11 +25,13 @@ SLOW = float(os.environ.get("WSGATE_IT_SLOW", "1"))
 
 # every scenario of the suite, as bench.sh names its runs
 RUNS = ["storm_empty", "storm_auth", "echo_json", "echo_raw", "echo_bare", "open_json",
-        "open_bare", "steps_plain-1", "steps_plain-2", "steps_plain-3", "steps_plain-probe1",
+        "open_bare", "echo_json_w1", "echo_bare_w1", "open_json_w1", "open_bare_w1",
+        "steps_plain-1", "steps_plain-2", "steps_plain-3", "steps_plain-probe1",
         "steps_auth-1", "steps_auth-2", "steps_auth-3", "fanout_rate", "fanout_burst",
         "fanout_shared_rate", "fanout_shared_burst"]
 FIGURES = ["storm_empty", "storm_open", "storm_auth", "mem_auth", "mem_plain", "echo_json",
-           "echo_ratio", "echo_raw", "echo_bare", "open_json", "open_bare", "fanout_rate",
+           "echo_ratio", "echo_raw", "echo_bare", "open_json", "open_bare", "echo_json_w1",
+           "open_json_w1", "open_bare_w1", "fanout_rate",
            "fanout_burst", "fanout_shared_rate", "fanout_shared_burst"]
 PLOTS = ["latency.png", "handshake_rate.png", "rss.png"]
 
