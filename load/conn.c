@@ -515,7 +515,10 @@ ld_conn_event(ld_net_t *net, ld_conn_t *c, uint32_t events, uint64_t now_ns)
     if (c->state == LD_CONN_CONNECTING) {
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+        /* A connect that failed says EPOLLERR; only then is SO_ERROR worth
+         * its system call (one of a dozen per connection in a storm). */
+        if ((events & (EPOLLERR | EPOLLHUP)) &&
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
             err = errno;
         if (err) {
             s_end(net, c, s_errno_fail(err), 0, 0);
