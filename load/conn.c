@@ -250,11 +250,7 @@ ld_conn_start(ld_net_t *net, ld_conn_t *c, uint64_t now_ns)
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         goto fail;
-    /* Nagle only holds a write back while an earlier one is unacknowledged:
-     * a storm's or an idle client's writes each follow an answer (which
-     * carries the ACK), so they skip the system call. */
-    if (net->nodelay)
-        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (net->rx_timestamps)
         setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
     if (net->n_sources) {

@@ -93,7 +93,6 @@ typedef struct {
      * time (CLOCK_REALTIME, ns) of the data the last read returned, valid
      * while its messages are handed to the runner; 0 when none came */
     bool rx_timestamps;
-    bool nodelay; /* TCP_NODELAY: for clients that write without waiting (echo, fan-out) */
     uint64_t rx_ts_ns;
 } ld_net_t;
 

@@ -1273,7 +1273,6 @@ s_setup(ld_run_t *r, const ld_config_t *cfg, const ld_tokens_t *tokens, int proc
         return -1;
     }
     r->net.target = cfg->target;
-    r->net.nodelay = cfg->scenario == LD_SCENARIO_ECHO || cfg->scenario == LD_SCENARIO_FANOUT;
     /*
      * Process i connects from 127.0.j.(2 + i), j < --sources. connect()
      * searches the ephemeral ports of each (source, target) pair for a free
