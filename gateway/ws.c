@@ -635,15 +635,6 @@ s_frame_header(gw_msg_t *msg)
     return 10;
 }
 
-/*
- * Submits the batch and settles every send. A send that wrote part of its
- * frame hands the rest to lws as raw bytes (LWS_WRITE_HTTP goes straight
- * to lws's output buffer logic without framing), and one that found the
- * socket full hands lws the whole frame: lws then sends it before any
- * frame of its own (a PONG, a close) and before ours, which queue while
- * lws_partial_buffered() says so. Errors are left to lws, which sees the
- * dead socket on its next poll.
- */
 /* Hands the unsent part of a send to lws, frame by frame, as raw bytes. */
 static void
 s_pend_settle(gw_metrics_t *m, s_pend_t *p, int res)
@@ -668,6 +659,15 @@ s_pend_settle(gw_metrics_t *m, s_pend_t *p, int res)
     }
 }
 
+/*
+ * Submits the batch and settles every send. A send that wrote part of its
+ * frames hands the rest to lws as raw bytes (s_pend_settle; LWS_WRITE_HTTP
+ * goes straight to lws's output buffer logic without framing), and one
+ * that found the socket full hands lws all of them: lws then sends them
+ * before any frame of its own (a PONG, a close) and before ours, which
+ * queue while lws_partial_buffered() says so. Errors are left to lws,
+ * which sees the dead socket on its next poll.
+ */
 static void
 s_batch_flush(gw_ws_t *ws)
 {
