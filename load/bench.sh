@@ -449,6 +449,21 @@ report() {
     "$PY" "$HERE/bench_report.py" "$OUT"
 }
 
+# open_at_half SUFFIX: open_jsonSUFFIX and open_bareSUFFIX, each at half
+# the rate its closed loop echo_jsonSUFFIX / echo_bareSUFFIX reached (2000
+# when that run has no figure). Uses run_suite's locals.
+open_at_half() {
+    local sfx=$1 max_json max_bare
+    max_json=$(jget "$OUT/raw/echo_json$sfx.json" 'int(r["requests"]["round_trips_per_s"])') || max_json=2000
+    max_bare=$(jget "$OUT/raw/echo_bare$sfx.json" 'int(r["requests"]["round_trips_per_s"])') || max_bare=2000
+    [ "${max_json:-0}" -ge 100 ] || max_json=2000
+    [ "${max_bare:-0}" -ge 100 ] || max_bare=2000
+    run_load "open_json$sfx" "$gw0" echo --target "$G" --conns "$e_conns" --window 64 --size 64 \
+        --rate $((max_json / 2)) --duration "$o_dur" "${AUTH[@]}"
+    run_load "open_bare$sfx" "" echo --target "$B" --path /raw/echo --conns "$e_conns" \
+        --window 64 --size 64 --rate $((max_bare / 2)) --duration "$o_dur"
+}
+
 run_suite() {
     local q=$1
     # counts: default | quick
@@ -485,15 +500,7 @@ run_suite() {
         --window "$e_win" --size 64 --duration "$e_dur"
 
     # open loop at half of each one's closed-loop maximum
-    local max_json max_bare
-    max_json=$(jget "$OUT/raw/echo_json.json" 'int(r["requests"]["round_trips_per_s"])') || max_json=2000
-    max_bare=$(jget "$OUT/raw/echo_bare.json" 'int(r["requests"]["round_trips_per_s"])') || max_bare=2000
-    [ "${max_json:-0}" -ge 100 ] || max_json=2000
-    [ "${max_bare:-0}" -ge 100 ] || max_bare=2000
-    run_load open_json "$gw0" echo --target "$G" --conns "$e_conns" --window 64 --size 64 \
-        --rate $((max_json / 2)) --duration "$o_dur" "${AUTH[@]}"
-    run_load open_bare "" echo --target "$B" --path /raw/echo --conns "$e_conns" --window 64 \
-        --size 64 --rate $((max_bare / 2)) --duration "$o_dur"
+    open_at_half ""
 
     # The same with one request out per connection, each waiting for its
     # reply (the words for the closed loop), and the open loop at
@@ -503,14 +510,7 @@ run_suite() {
         --size 64 --duration "$e_dur" "${AUTH[@]}"
     run_load echo_bare_w1 "" echo --target "$B" --path /raw/echo --conns "$e_conns" --window 1 \
         --size 64 --duration "$e_dur"
-    max_json=$(jget "$OUT/raw/echo_json_w1.json" 'int(r["requests"]["round_trips_per_s"])') || max_json=2000
-    max_bare=$(jget "$OUT/raw/echo_bare_w1.json" 'int(r["requests"]["round_trips_per_s"])') || max_bare=2000
-    [ "${max_json:-0}" -ge 100 ] || max_json=2000
-    [ "${max_bare:-0}" -ge 100 ] || max_bare=2000
-    run_load open_json_w1 "$gw0" echo --target "$G" --conns "$e_conns" --window 64 --size 64 \
-        --rate $((max_json / 2)) --duration "$o_dur" "${AUTH[@]}"
-    run_load open_bare_w1 "" echo --target "$B" --path /raw/echo --conns "$e_conns" --window 64 \
-        --size 64 --rate $((max_bare / 2)) --duration "$o_dur"
+    open_at_half _w1
 
     # one gateway process: handshake rate and RSS against connections held
     steps steps_plain "$step" "$nsteps" probe "$probe" "$probes"

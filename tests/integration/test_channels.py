@@ -137,26 +137,36 @@ class ChannelsTest(GatewayTestCase):
         self.assertEqual(set(per_worker), {"worker-1", "worker-2", "worker-3"}, per_worker)
         self.assertTrue(all(v > 0 for v in per_worker.values()), per_worker)
 
-    async def test_pipelined_publications_share_sends_in_order(self):
-        # Publications that reach a gateway together go out to each
-        # subscriber in one send (frames joined into a sendmsg): they must
-        # arrive whole, once each, in offset order, whatever the encoding.
-        n, subs = 300, []
+    async def pipelined_flow(self, channel, n, during=None):
+        """20 subscribers to channel (msgpack and JSON in turn) on gateway 1,
+        then alice sends n publications there without waiting, calling
+        during() after the first third; every one must be acknowledged.
+        Returns (subscribers, the offsets in publication order)."""
         self.start_two(["--max-inflight", str(2 * n)], workers=1)
+        subs = []
         for i in range(20):
             c = await self.client("s%d" % i, enc="json" if i % 2 else "msgpack")
-            self.assertEqual((await self.op(c, "sub", 1, channel="room:p"))["op"], "res")
+            self.assertEqual((await self.op(c, "sub", 1, channel=channel))["op"], "res")
             subs.append(c)
         pub = await self.client("alice")
         for k in range(n):  # all out before any answer is read
-            await pub.send({"op": "pub", "id": 10 + k, "channel": "room:p", "data": {"n": k}})
+            await pub.send({"op": "pub", "id": 10 + k, "channel": channel, "data": {"n": k}})
+            if k == n // 3 and during:
+                during(subs)
         offsets = {}
         while len(offsets) < n:
             m = await pub.recv(10)
             if m.get("op") in ("res", "err"):
                 self.assertEqual(m["op"], "res", m)
                 offsets[m["id"] - 10] = m["data"]["offset"]
-        want = [offsets[k] for k in range(n)]
+        return subs, [offsets[k] for k in range(n)]
+
+    async def test_pipelined_publications_share_sends_in_order(self):
+        # Publications that reach a gateway together go out to each
+        # subscriber in one send (frames joined into a sendmsg): they must
+        # arrive whole, once each, in offset order, whatever the encoding.
+        n = 300
+        subs, want = await self.pipelined_flow("room:p", n)
         self.assertEqual(want, list(range(want[0], want[0] + n)))
         for s in subs:
             got = await self.events(s, n, timeout=10)
@@ -173,24 +183,14 @@ class ChannelsTest(GatewayTestCase):
         # resets in lws first), and the frames must be let go. The others
         # get every publication in order; the gateway counts the dead ones
         # closed and goes on.
-        n, live, dead = 300, [], []
-        self.start_two(["--max-inflight", str(2 * n)], workers=1)
-        for i in range(20):
-            c = await self.client("s%d" % i, enc="json" if i % 2 else "msgpack")
-            self.assertEqual((await self.op(c, "sub", 1, channel="room:r"))["op"], "res")
-            (dead if i % 2 else live).append(c)
-        pub = await self.client("alice")
-        for k in range(n):
-            await pub.send({"op": "pub", "id": 10 + k, "channel": "room:r", "data": {"n": k}})
-            if k == n // 3:
-                for c in dead:
-                    c.ws.transport.abort()
-        acked = 0
-        while acked < n:
-            m = await pub.recv(10)
-            if m.get("op") in ("res", "err"):
-                self.assertEqual(m["op"], "res", m)
-                acked += 1
+        n = 300
+
+        def reset_half(subs):
+            for c in subs[1::2]:
+                c.ws.transport.abort()
+
+        subs, _ = await self.pipelined_flow("room:r", n, during=reset_half)
+        live = subs[0::2]
         for s in live:
             got = await self.events(s, n, timeout=10)
             self.assertEqual([g["data"]["n"] for g in got], list(range(n)))
