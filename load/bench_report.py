@@ -353,6 +353,13 @@ def plots(out, meta, mode):
     os.makedirs(pdir, exist_ok=True)
     plt.rcParams.update({"font.size": 8})
 
+    def save(fig, name):
+        fig.tight_layout()
+        p = os.path.join(pdir, name)
+        fig.savefig(p, dpi=80)
+        plt.close(fig)
+        made.append(p)
+
     def curve(ax, h, label, style="-", color=None):
         if not h or not h.get("count"):
             return
@@ -402,11 +409,7 @@ def plots(out, meta, mode):
         a2.set_ylabel("ms")
         nines(a2)
         a2.legend(fontsize=6)
-        fig.tight_layout()
-        p = os.path.join(pdir, "latency.png")
-        fig.savefig(p, dpi=80)
-        plt.close(fig)
-        made.append(p)
+        save(fig, "latency.png")
 
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
         for series, label in (("steps_plain", "plain"), ("steps_auth", "HS256 auth")):
@@ -434,11 +437,7 @@ def plots(out, meta, mode):
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6)
-        fig.tight_layout()
-        p = os.path.join(pdir, "handshake_rate.png")
-        fig.savefig(p, dpi=80)
-        plt.close(fig)
-        made.append(p)
+        save(fig, "handshake_rate.png")
 
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
         for series, label in (("steps_auth", "idle, authenticated"), ("steps_plain", "idle, plain")):
@@ -462,11 +461,7 @@ def plots(out, meta, mode):
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6)
-        fig.tight_layout()
-        p = os.path.join(pdir, "rss.png")
-        fig.savefig(p, dpi=80)
-        plt.close(fig)
-        made.append(p)
+        save(fig, "rss.png")
     else:
         held = meta["samples"].get("held:held", {})
         gw = sorted([s for s in held.values() if proc_kind(s["proc"]) == "gateway"],
@@ -480,11 +475,7 @@ def plots(out, meta, mode):
                         ha="center", va="bottom", fontsize=6)
             ax.set_ylabel("RSS (MB)")
             ax.set_title("held connections: RSS per gateway process")
-            fig.tight_layout()
-            p = os.path.join(pdir, "held_rss.png")
-            fig.savefig(p, dpi=80)
-            plt.close(fig)
-            made.append(p)
+            save(fig, "held_rss.png")
     return made
 
 

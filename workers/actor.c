@@ -468,6 +468,34 @@ wk_runtime_destroy(wk_runtime_t **rt_p)
     *rt_p = NULL;
 }
 
+/* Appends mail to a's mailbox and makes sure a gets a turn. */
+static void
+s_mail_push(wk_runtime_t *rt, wk_actor_t *a, wk_mail_t *mail)
+{
+    if (a->mb_tail)
+        a->mb_tail->next = mail;
+    else
+        a->mb_head = mail;
+    a->mb_tail = mail;
+    a->mb_len++;
+    rt->st.queued++;
+    rt->st.delivered++;
+
+    switch (a->sched) {
+    case WK_SCHED_IDLE:
+    case WK_SCHED_PARKED:
+        s_idle_remove(rt, a);
+        s_run_push(rt, a);
+        break;
+    case WK_SCHED_NEW:
+        s_run_push(rt, a);
+        break;
+    case WK_SCHED_QUEUED:
+    case WK_SCHED_RUNNING:
+        break; /* already queued, or re-queued after its turn */
+    }
+}
+
 int
 wk_runtime_deliver(wk_runtime_t *rt, uint32_t origin, const proto_bk_t *hdr, const void *payload,
                    size_t len)
@@ -550,28 +578,7 @@ wk_runtime_deliver(wk_runtime_t *rt, uint32_t origin, const proto_bk_t *hdr, con
             goto out_free_actor;
     }
 
-    if (a->mb_tail)
-        a->mb_tail->next = mail;
-    else
-        a->mb_head = mail;
-    a->mb_tail = mail;
-    a->mb_len++;
-    rt->st.queued++;
-    rt->st.delivered++;
-
-    switch (a->sched) {
-    case WK_SCHED_IDLE:
-    case WK_SCHED_PARKED:
-        s_idle_remove(rt, a);
-        s_run_push(rt, a);
-        break;
-    case WK_SCHED_NEW:
-        s_run_push(rt, a);
-        break;
-    case WK_SCHED_QUEUED:
-    case WK_SCHED_RUNNING:
-        break; /* already queued, or re-queued after its turn */
-    }
+    s_mail_push(rt, a, mail);
     return 0;
 
 out_free_actor:
@@ -606,20 +613,7 @@ wk_runtime_conns_gone(wk_runtime_t *rt, uint32_t origin, uint64_t below)
         mail->kind = WK_MSG_CONNS_GONE;
         mail->origin = origin;
         mail->conn = below;
-        if (a->mb_tail)
-            a->mb_tail->next = mail;
-        else
-            a->mb_head = mail;
-        a->mb_tail = mail;
-        a->mb_len++;
-        rt->st.queued++;
-        rt->st.delivered++;
-        if (a->sched == WK_SCHED_IDLE || a->sched == WK_SCHED_PARKED) {
-            s_idle_remove(rt, a);
-            s_run_push(rt, a);
-        } else if (a->sched == WK_SCHED_NEW) {
-            s_run_push(rt, a);
-        }
+        s_mail_push(rt, a, mail);
         n++;
     }
     return n;
